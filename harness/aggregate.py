@@ -1,0 +1,127 @@
+"""Turn per-variant results into comparable summaries: accuracy with CIs, paired retention and
+agreement against the baseline variant, latency medians, memory, size, and target verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.stats import mcnemar_exact, retention_ci
+
+TARGET_UNITS = {"max_size_mb": "MB", "max_peak_memory_mb": "MiB", "max_ttft_ms": "ms", "min_retention": "×"}
+
+
+def load_results(run_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name in names:
+        path = run_dir / "variants" / name / "result.json"
+        out[name] = json.loads(path.read_text()) if path.exists() else {"variant": name, "status": "pending"}
+    return out
+
+
+def _suites_of(result: dict[str, Any], runtime: str) -> dict[str, Any]:
+    return result.get("measurements", {}).get(runtime, {}).get("suites", {})
+
+
+def paired(base_items: list[dict], items: list[dict]) -> dict[str, Any]:
+    """Retention, McNemar and answer agreement on the items both runs answered."""
+    base_by_id = {it["id"]: it for it in base_items}
+    pairs = [(base_by_id[it["id"]], it) for it in items if it["id"] in base_by_id]
+    if not pairs:
+        return {"n_paired": 0}
+    base_ok = [b["score"] >= 1.0 for b, _ in pairs]
+    ok = [v["score"] >= 1.0 for _, v in pairs]
+    point, low, high = retention_ci(base_ok, ok)
+    agreement = sum(b["prediction"].strip().lower() == v["prediction"].strip().lower() for b, v in pairs)
+    return {"n_paired": len(pairs), "retention": point, "retention_ci": [low, high],
+            "mcnemar": mcnemar_exact(base_ok, ok), "agreement": agreement / len(pairs)}
+
+
+def summarize_variant(result: dict[str, Any], runtime: str, baseline: dict[str, Any]) -> dict[str, Any]:
+    suites = _suites_of(result, runtime)
+    base_suites = _suites_of(baseline, runtime) or _suites_of(baseline, "torch-eager")
+    summary: dict[str, Any] = {"accuracy": {}, "errors": {}}
+    for name, data in suites.items():
+        if data.get("status") != "ok":
+            summary["errors"][name] = data.get("error")
+            continue
+        kind = data["kind"]
+        if kind == "accuracy":
+            entry = {"score": data["score"], "ci": data["ci"], "n": data["n"], "metric": data["metric"],
+                     "groups": data.get("groups", {}), "meaningful": data.get("meaningful", True)}
+            base = base_suites.get(name, {})
+            if base.get("status") == "ok":
+                entry.update(paired(base["items"], data["items"]))
+            summary["accuracy"][name] = entry
+        elif kind == "latency":
+            stats = data["stats"]
+            summary["latency"] = {
+                "ttft_p50_ms": stats["ttft_ms"]["p50"], "ttft_p50_ci": stats["ttft_ms"]["p50_ci"],
+                "ttft_p90_ms": stats["ttft_ms"]["p90"], "ttft_cv": stats["ttft_ms"]["cv"],
+                "preprocess_p50_ms": stats["preprocess_ms"]["p50"], "vision_p50_ms": stats["vision_ms"]["p50"],
+                "prefill_p50_ms": stats["prefill_ms"]["p50"],
+                "decode_tokens_per_s_p50": stats["decode_tokens_per_s"]["p50"],
+                "decode_tokens_per_s_ci": stats["decode_tokens_per_s"]["p50_ci"],
+                "iterations": data["iterations"], "cold_start_ms": data["cold_start"]["load_ms"]
+                + data["cold_start"]["first_generation_ms"], "visual_tokens": data.get("visual_tokens")}
+        elif kind == "memory":
+            summary["memory"] = {"peak_rss_mb": data["peak_rss_mb"], "model_delta_mb": data["model_delta_mb"],
+                                 "model_delta_range_mb": data["model_delta_range_mb"]}
+        elif kind == "size":
+            summary["size"] = {"total_mb": data["total_mb"], "weights_mb": data["weights_mb"]}
+    return summary
+
+
+def evaluate_targets(summary: dict[str, Any], targets: dict[str, Any]) -> dict[str, Any]:
+    """pass / fail / not measured per target; `within_noise` when the CI straddles the limit."""
+    verdicts: dict[str, Any] = {}
+
+    def judge(name: str, value: float | None, ci: list[float] | None, upper: bool, why: str = "") -> None:
+        limit = targets.get(name)
+        if limit is None:
+            return
+        if value is None:
+            verdicts[name] = {"status": "not measured", "limit": limit, "why": why}
+            return
+        ok = value <= limit if upper else value >= limit
+        noise = bool(ci and min(ci) <= limit <= max(ci))
+        verdicts[name] = {"status": "pass" if ok else "fail", "value": value, "limit": limit,
+                          "ci": ci, "within_noise": noise, "unit": TARGET_UNITS[name]}
+
+    size = summary.get("size", {})
+    judge("max_size_mb", size.get("total_mb"), None, True, "no size suite")
+    memory = summary.get("memory", {})
+    judge("max_peak_memory_mb", memory.get("model_delta_mb"), memory.get("model_delta_range_mb"), True,
+          "no memory suite")
+    latency = summary.get("latency", {})
+    judge("max_ttft_ms", latency.get("ttft_p50_ms"), latency.get("ttft_p50_ci"), True, "no latency suite")
+    retentions = [(a.get("retention"), a.get("retention_ci")) for a in summary.get("accuracy", {}).values()
+                  if a.get("meaningful", True) and a.get("retention") is not None]
+    worst = min(retentions, key=lambda r: r[0]) if retentions else (None, None)
+    meaningful = all(a.get("meaningful", True) for a in summary.get("accuracy", {}).values())
+    judge("min_retention", worst[0], worst[1], False,
+          "random weights: accuracy is meaningless" if not meaningful else "no accuracy suite")
+    return verdicts
+
+
+def aggregate(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    resolved = json.loads((run_dir / "recipe.resolved.json").read_text())
+    targets = resolved["spec"]["targets"]
+    gates = {v["name"]: v["gate"] for v in resolved["variants"]}
+    results = load_results(run_dir, manifest["variants"])
+    baseline = results.get(manifest["baseline"], {})
+    variants = []
+    for name, result in results.items():
+        entry: dict[str, Any] = {"name": name, "status": result.get("status"), "gate": gates.get(name, True),
+                                 "steps": result.get("steps", []), "error": result.get("error"),
+                                 "traceback": result.get("traceback"),
+                                 "notes": result.get("build", {}).get("notes", []),
+                                 "key": result.get("build", {}).get("key"), "runtimes": {}}
+        for runtime in result.get("measurements", {}):
+            summary = summarize_variant(result, runtime, baseline)
+            summary["targets"] = evaluate_targets(summary, targets)
+            entry["runtimes"][runtime] = summary
+        variants.append(entry)
+    return {"run_id": manifest["run_id"], "recipe": manifest["recipe"], "baseline": manifest["baseline"],
+            "targets": targets, "variants": variants, "report_version": manifest.get("report_version", 1)}

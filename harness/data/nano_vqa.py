@@ -1,0 +1,236 @@
+"""Nano-VQA: a deterministic visual question answering set the nano reference learns.
+
+Scenes of coloured shapes on a 3x3 grid, and real handwritten digits from scikit-learn's bundled
+digits set. Question kinds: colour, shape, count, spatial relation and digit reading. Every
+answer is one word, so exact match is a fair score and compression errors show up as wrong
+words. Splits are generated from one seeded stream with a shared set of seen (image, question)
+keys, so nothing repeats across splits; digit images come from disjoint index ranges per split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+from dataclasses import dataclass
+from typing import Any
+
+GENERATOR_VERSION = "2"
+# 48 px = a 3x3 grid of 16 px cells, which is exactly the nano encoder's 3x3 visual tokens.
+IMAGE_SIZE = 48
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (230, 40, 40),
+    "green": (40, 200, 60),
+    "blue": (50, 80, 240),
+    "yellow": (240, 220, 40),
+    "cyan": (40, 220, 230),
+    "magenta": (220, 50, 220),
+}
+SHAPES = ("circle", "square", "triangle")
+COUNT_WORDS = ("zero", "one", "two", "three", "four")
+KINDS = ("colour", "shape", "count", "spatial", "digit")
+SPLITS = ("train", "validation", "test")
+DEFAULT_SIZES = {"train": 24000, "validation": 400, "test": 600}
+
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "colour": ("what color is the {shape} ?", "which color does the {shape} have ?"),
+    "shape": ("what shape is the {colour} object ?", "which shape is {colour} ?"),
+    "count": ("how many objects are there ?", "how many shapes are in the image ?"),
+    "spatial": (
+        "where is the {c1} {s1} relative to the {c2} {s2} ?",
+        "on which side of the {c2} {s2} is the {c1} {s1} ?",
+    ),
+    "digit": ("what digit is written ?", "which number is shown ?"),
+}
+RELATION_WORDS = ("left", "right", "above", "below")
+
+
+@dataclass(frozen=True)
+class Item:
+    image_png: bytes
+    question: str
+    answer: str
+    kind: str
+
+
+def _digits() -> tuple[Any, Any]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.images, bunch.target
+
+
+def _digit_indices(split: str, n_total: int) -> list[int]:
+    """Disjoint digit image pools: 3/5 train, 1/5 validation, 1/5 test."""
+    buckets = {"train": (0, 1, 2), "validation": (3,), "test": (4,)}[split]
+    return [i for i in range(n_total) if i % 5 in buckets]
+
+
+def _png(img: Any) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _draw_shape(draw: Any, shape: str, box: tuple[int, int, int, int], fill: tuple) -> None:
+    x0, y0, x1, y1 = box
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
+    else:
+        draw.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
+
+
+def _scene(rng: random.Random) -> tuple[Any, list[tuple[str, str, int, int]]]:
+    """Draw 1-4 objects in distinct cells of a 3x3 grid; return the image and (colour, shape, row, col)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    n = rng.randint(1, 4)
+    cells = rng.sample(range(9), n)
+    pairs = rng.sample([(c, s) for c in COLOURS for s in SHAPES], n)
+    objects = []
+    cell = IMAGE_SIZE // 3
+    for (colour, shape), index in zip(pairs, cells):
+        row, col = divmod(index, 3)
+        size = rng.randint(9, 13)
+        x0 = col * cell + rng.randint(1, cell - size - 1)
+        y0 = row * cell + rng.randint(1, cell - size - 1)
+        _draw_shape(draw, shape, (x0, y0, x0 + size, y0 + size), COLOURS[colour])
+        objects.append((colour, shape, row, col))
+    return img, objects
+
+
+def _digit_scene(rng: random.Random, images: Any, targets: Any, pool: list[int]) -> tuple[Any, str]:
+    from PIL import Image
+
+    idx = rng.choice(pool)
+    pixels = (images[idx] * (255.0 / 16.0)).clip(0, 255).astype("uint8")
+    size = rng.randint(24, 36)
+    digit = Image.fromarray(pixels, mode="L").resize((size, size), Image.BILINEAR)
+    img = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (0, 0, 0))
+    colour = COLOURS[rng.choice(list(COLOURS))]
+    tint = Image.new("RGB", (size, size), colour)
+    x, y = rng.randint(0, IMAGE_SIZE - size), rng.randint(0, IMAGE_SIZE - size)
+    img.paste(tint, (x, y), mask=digit)
+    return img, str(int(targets[idx]))
+
+
+def _relation(a: tuple, b: tuple) -> str | None:
+    """Relation of object a to b when it is unambiguous (same row or same column)."""
+    if a[2] == b[2]:
+        return "left" if a[3] < b[3] else "right"
+    if a[3] == b[3]:
+        return "above" if a[2] < b[2] else "below"
+    return None
+
+
+def _make_item(kind: str, rng: random.Random, digit_data: tuple, pool: list[int]) -> Item | None:
+    template = rng.choice(TEMPLATES[kind])
+    if kind == "digit":
+        img, answer = _digit_scene(rng, *digit_data, pool)
+        return Item(_png(img), template, answer, kind)
+    img, objects = _scene(rng)
+    if kind == "count":
+        return Item(_png(img), template, COUNT_WORDS[len(objects)], kind)
+    obj = rng.choice(objects)
+    if kind == "colour":
+        if sum(o[1] == obj[1] for o in objects) > 1:
+            return None
+        return Item(_png(img), template.format(shape=obj[1]), obj[0], kind)
+    if kind == "shape":
+        if sum(o[0] == obj[0] for o in objects) > 1:
+            return None
+        return Item(_png(img), template.format(colour=obj[0]), obj[1], kind)
+    others = [o for o in objects if o is not obj and _relation(obj, o)]
+    if not others:
+        return None
+    other = rng.choice(others)
+    question = template.format(c1=obj[0], s1=obj[1], c2=other[0], s2=other[1])
+    return Item(_png(img), question, _relation(obj, other) or "", kind)
+
+
+def generate_items(sizes: dict[str, int] | None = None, seed: int = 0) -> dict[str, list[Item]]:
+    """Generate every split from one seeded stream; (image, question) keys never repeat."""
+    sizes = {**DEFAULT_SIZES, **(sizes or {})}
+    digit_images, digit_targets = _digits()
+    seen: set[str] = set()
+    out: dict[str, list[Item]] = {}
+    # Evaluation splits first, so their items are fixed whatever the train size.
+    for split in ("test", "validation", "train"):
+        rng = random.Random(f"nano-vqa:{seed}:{split}")
+        pool = _digit_indices(split, len(digit_targets))
+        items: list[Item] = []
+        while len(items) < sizes[split]:
+            kind = KINDS[len(items) % len(KINDS)]
+            item = _make_item(kind, rng, (digit_images, digit_targets), pool)
+            if item is None:
+                continue
+            key = hashlib.sha1(item.image_png + item.question.encode()).hexdigest()
+            if key in seen:
+                continue
+            seen.add(key)
+            items.append(item)
+        out[split] = items
+    return out
+
+
+def vocabulary() -> list[str]:
+    """Every word a question or answer can contain (the nano tokenizer's vocabulary)."""
+    words: set[str] = set(COLOURS) | set(SHAPES) | set(COUNT_WORDS) | set(RELATION_WORDS)
+    words |= {str(d) for d in range(10)}
+    for templates in TEMPLATES.values():
+        for template in templates:
+            for word in template.split():
+                if not word.startswith("{"):
+                    words.add(word)
+    return sorted(words)
+
+
+def build_dataset(sizes: dict[str, int] | None = None, seed: int = 0) -> Any:
+    """The splits as a `datasets.DatasetDict` with columns id, image, question, answer, kind."""
+    import datasets
+
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "image": datasets.Image(),
+            "question": datasets.Value("string"),
+            "answer": datasets.Value("string"),
+            "kind": datasets.Value("string"),
+        }
+    )
+    splits = {}
+    for split, items in generate_items(sizes, seed).items():
+        rows = {
+            "id": [f"{split}-{i:05d}" for i in range(len(items))],
+            "image": [{"bytes": it.image_png, "path": None} for it in items],
+            "question": [it.question for it in items],
+            "answer": [it.answer for it in items],
+            "kind": [it.kind for it in items],
+        }
+        splits[split] = datasets.Dataset.from_dict(rows, features=features)
+    return datasets.DatasetDict({s: splits[s] for s in SPLITS})
+
+
+def load_nano_vqa(split: str, sizes: dict[str, int] | None = None, seed: int = 0) -> Any:
+    """One split, generated once and cached (keyed by generator version, sizes and seed)."""
+    import datasets
+
+    from harness.paths import cache_dir
+
+    sizes = {**DEFAULT_SIZES, **(sizes or {})}
+    key = hashlib.sha1(f"{GENERATOR_VERSION}:{sorted(sizes.items())}:{seed}".encode()).hexdigest()
+    path = cache_dir() / "data" / f"nano-vqa-{key[:12]}"
+    if not (path / "dataset_dict.json").exists():
+        tmp = path.with_name(path.name + f".tmp{random.getrandbits(32)}")
+        build_dataset(sizes, seed).save_to_disk(str(tmp))
+        try:
+            tmp.rename(path)
+        except OSError:  # another process won the race; its copy is identical
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return datasets.load_from_disk(str(path))[split]

@@ -1,0 +1,87 @@
+"""Run one unit of work in an isolated, spawned worker process with a time limit.
+
+A crash (segfault, abort, OOM kill), a hang past the limit, or an exception inside the worker
+comes back as a failed `Outcome` with its reason and traceback; the parent never dies with it.
+The worker's stdout/stderr go to a log file next to its result.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    result: dict[str, Any] | None
+    error: str | None = None
+    traceback: str | None = None
+    seconds: float = 0.0
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+
+
+def _entry(target: str, payload: dict[str, Any], log_path: str, result_path: str) -> None:
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+    module_name, func_name = target.split(":")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+        result = func(payload)
+        _write_json(Path(result_path), {"ok": True, "result": result})
+    except BaseException as exc:  # noqa: BLE001 - everything is recorded for the report
+        text = traceback.format_exc()
+        print(text, file=sys.stderr)
+        message = f"{type(exc).__name__}: {exc}".strip()
+        _write_json(Path(result_path), {"ok": False, "error": message.splitlines()[0][:500], "traceback": text})
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def run_isolated(target: str, payload: dict[str, Any], work_dir: Path, timeout_s: float) -> Outcome:
+    """Call ``module:function(payload)`` in a fresh spawned process; never raises for its failures."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    result_path = work_dir / "worker_result.json"
+    result_path.unlink(missing_ok=True)
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=_entry, args=(target, payload, str(work_dir / "worker.log"), str(result_path)))
+    start = time.perf_counter()
+    process.start()
+    process.join(timeout_s)
+    seconds = time.perf_counter() - start
+    if process.is_alive():
+        process.kill()
+        process.join(10)
+        return Outcome(False, None, f"timed out after {timeout_s:.0f} s (variant_timeout_s); the worker was killed",
+                       seconds=seconds)
+    if result_path.exists():
+        data = json.loads(result_path.read_text())
+        if data.get("ok"):
+            return Outcome(True, data["result"], seconds=seconds)
+        return Outcome(False, None, data.get("error"), data.get("traceback"), seconds)
+    code = process.exitcode
+    reason = f"worker died with exit code {code}"
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        hint = " (killed: often out of memory)" if -code == signal.SIGKILL else ""
+        reason = f"worker died from signal {name}{hint}"
+    log = work_dir / "worker.log"
+    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+    return Outcome(False, None, reason, tail or None, seconds)

@@ -1,0 +1,62 @@
+"""Child process for the memory suite: peak RSS of loading a variant and answering once.
+
+Run as ``python -m harness.memprobe RUNTIME ARTIFACT NEW_TOKENS``; prints one JSON line. The
+baseline is this process's RSS after every library the runtime needs is imported, so the delta
+is what the model itself costs.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+
+def rss_mb() -> dict[str, float]:
+    """Current (VmRSS) and peak (VmHWM) resident set size from the OS, in MiB."""
+    values: dict[str, float] = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, amount = line.split(":", 1)
+                values[key] = int(amount.split()[0]) / 1024
+    except OSError:
+        pass
+    if "VmHWM" not in values:  # macOS: ru_maxrss is in bytes
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        values["VmHWM"] = peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+        values.setdefault("VmRSS", values["VmHWM"])
+    return {"rss_mb": values["VmRSS"], "peak_mb": values["VmHWM"]}
+
+
+def main(argv: list[str]) -> None:
+    runtime_name, artifact, new_tokens = argv[0], Path(argv[1]), int(argv[2])
+    import torch  # noqa: F401 - imported before the baseline on purpose
+    import transformers  # noqa: F401
+
+    from harness.data.nano_vqa import IMAGE_SIZE
+    from harness.registries import RUNTIMES
+
+    runtime = RUNTIMES.get(runtime_name)()
+    for module in getattr(runtime, "preload_modules", ("torchao.quantization",)):
+        try:
+            __import__(module)
+        except ImportError:
+            pass
+    from PIL import Image
+
+    image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (120, 30, 200))
+    baseline = rss_mb()
+    session = runtime.load(artifact)
+    loaded = rss_mb()
+    session.generate([image], ["what color is the circle ?"], max_new_tokens=new_tokens,
+                     min_new_tokens=new_tokens)
+    peak = rss_mb()
+    print(json.dumps({"baseline_rss_mb": baseline["rss_mb"], "baseline_peak_mb": baseline["peak_mb"],
+                      "after_load_rss_mb": loaded["rss_mb"], "peak_rss_mb": peak["peak_mb"],
+                      "model_delta_mb": peak["peak_mb"] - baseline["rss_mb"]}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

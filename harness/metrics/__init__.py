@@ -1,0 +1,1 @@
+"""Scorers, each registered in METRICS with its direction and unit."""

@@ -1,0 +1,1 @@
+"""FastVLM loading, staged generation, the random-weight shapes and the nano reference."""

@@ -1,0 +1,187 @@
+"""The FastVLM adapter: components by name, batched greedy generation with staged timings.
+
+Generation is a plain greedy loop over the model's own modules (vision tower + projector, the
+Qwen2 decoder with a `DynamicCache`, the LM head) so that each stage can be timed on its own:
+preprocess (processor), vision (encoder + projector), prefill, and every decode step. A contract
+test checks that its tokens equal `model.generate(do_sample=False)`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+COMPONENT_PATHS: dict[str, tuple[str, ...]] = {
+    "vision": ("model.vision_tower",),
+    "projector": ("model.multi_modal_projector",),
+    "llm": ("model.language_model", "lm_head"),
+}
+
+
+@dataclass
+class StageTimes:
+    """Milliseconds per stage of one generation call (whole batch)."""
+
+    preprocess_ms: float = 0.0
+    vision_ms: float = 0.0
+    prefill_ms: float = 0.0
+    decode_ms: list[float] = field(default_factory=list)
+    total_ms: float = 0.0
+
+    @property
+    def ttft_ms(self) -> float:
+        return self.preprocess_ms + self.vision_ms + self.prefill_ms
+
+
+@dataclass
+class Generation:
+    texts: list[str]
+    token_ids: list[list[int]]
+    times: StageTimes
+    first_logits: Any = None  # (batch, vocab) logits of the first generated token
+
+
+@dataclass
+class LoadedModel:
+    """A FastVLM model with its processor; the unit every step, runtime and suite works on."""
+
+    model: Any
+    processor: Any
+    source: str
+    random_weights: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # --- components -------------------------------------------------------------------
+    def component_modules(self, component: str) -> dict[str, Any]:
+        """Qualified name → module for a component (`vision`, `projector`, `llm`)."""
+        return {path: self.model.get_submodule(path) for path in COMPONENT_PATHS[component]}
+
+    def component_of(self, qualified_name: str) -> str | None:
+        for component, paths in COMPONENT_PATHS.items():
+            if any(qualified_name == p or qualified_name.startswith(p + ".") for p in paths):
+                return component
+        return None
+
+    @property
+    def dtype(self) -> Any:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        crop = getattr(self.processor.image_processor, "crop_size", None) or {}
+        size = self.processor.image_processor.size
+        height = crop.get("height") or size.get("height") or size.get("shortest_edge")
+        width = crop.get("width") or size.get("width") or size.get("shortest_edge")
+        return int(height), int(width)
+
+    @property
+    def visual_tokens(self) -> int:
+        height, width = self.image_size
+        patch = self.processor.patch_size
+        return (height // patch) * (width // patch)
+
+    # --- inputs -------------------------------------------------------------------------
+    def prompts(self, questions: list[str]) -> list[str]:
+        messages = [
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}]
+            for q in questions
+        ]
+        return [
+            self.processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+            for m in messages
+        ]
+
+    def prepare(self, images: list[Any], questions: list[str]) -> Any:
+        """Image preprocessing + tokenization, left-padded for batched decoding."""
+        self.processor.tokenizer.padding_side = "left"
+        rgb = [img.convert("RGB") if hasattr(img, "convert") else img for img in images]
+        return self.processor(images=rgb, text=self.prompts(questions), padding=True,
+                              return_tensors="pt")
+
+    # --- generation -------------------------------------------------------------------
+    def generate(
+        self,
+        images: list[Any],
+        questions: list[str],
+        max_new_tokens: int = 8,
+        min_new_tokens: int = 0,
+        keep_logits: bool = False,
+    ) -> Generation:
+        """Greedy, deterministic batched generation with per-stage wall-clock timings."""
+        import torch
+        from transformers import DynamicCache
+
+        model = self.model
+        times = StageTimes()
+        start = time.perf_counter()
+        inputs = self.prepare(images, questions)
+        times.preprocess_ms = (time.perf_counter() - start) * 1e3
+
+        eos = self._eos_ids()
+        with torch.inference_mode():
+            mark = time.perf_counter()
+            pixel_values = inputs["pixel_values"].to(self.dtype)
+            features = model.model.get_image_features(pixel_values=pixel_values).pooler_output
+            times.vision_ms = (time.perf_counter() - mark) * 1e3
+
+            mark = time.perf_counter()
+            input_ids = inputs["input_ids"]
+            mask = inputs["attention_mask"]
+            embeds = model.get_input_embeddings()(input_ids)
+            image_mask = (input_ids == model.config.image_token_id).unsqueeze(-1)
+            embeds = embeds.masked_scatter(image_mask, features.to(embeds.dtype))
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            cache = DynamicCache(config=model.config.text_config)
+            out = model.model.language_model(inputs_embeds=embeds, attention_mask=mask,
+                                             position_ids=positions, cache=cache, use_cache=True)
+            logits = model.lm_head(out.last_hidden_state[:, -1, :]).float()
+            next_ids = logits.argmax(-1)
+            times.prefill_ms = (time.perf_counter() - mark) * 1e3
+            first_logits = logits if keep_logits else None
+
+            generated = [next_ids]
+            finished = torch.isin(next_ids, eos)
+            last_pos = positions[:, -1]
+            while len(generated) < max_new_tokens:
+                if len(generated) >= min_new_tokens and bool(finished.all()):
+                    break
+                mark = time.perf_counter()
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+                last_pos = last_pos + 1
+                step_embeds = model.get_input_embeddings()(next_ids[:, None])
+                out = model.model.language_model(inputs_embeds=step_embeds, attention_mask=mask,
+                                                 position_ids=last_pos[:, None], cache=out.cache,
+                                                 use_cache=True)
+                next_ids = model.lm_head(out.last_hidden_state[:, -1, :]).argmax(-1)
+                generated.append(next_ids)
+                finished |= torch.isin(next_ids, eos)
+                times.decode_ms.append((time.perf_counter() - mark) * 1e3)
+        times.total_ms = (time.perf_counter() - start) * 1e3
+        rows = torch.stack(generated, dim=1).tolist()
+        token_ids = [_cut_at_eos(row, eos.tolist()) for row in rows]
+        texts = self.processor.tokenizer.batch_decode(token_ids, skip_special_tokens=True)
+        return Generation([t.strip() for t in texts], token_ids, times, first_logits)
+
+    def _eos_ids(self) -> Any:
+        import torch
+
+        ids = self.model.generation_config.eos_token_id
+        if ids is None:
+            ids = self.processor.tokenizer.eos_token_id
+        ids = ids if isinstance(ids, list) else [ids]
+        return torch.tensor([i for i in ids if i is not None], dtype=torch.long)
+
+    # --- bookkeeping ------------------------------------------------------------------
+    def parameter_count(self, component: str | None = None) -> int:
+        modules = (
+            self.component_modules(component).values() if component else [self.model]
+        )
+        return sum(p.numel() for m in modules for p in m.parameters())
+
+
+def _cut_at_eos(row: list[int], eos: list[int]) -> list[int]:
+    for index, token in enumerate(row):
+        if token in eos:
+            return row[:index]
+    return row

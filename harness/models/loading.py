@@ -1,0 +1,90 @@
+"""Resolve a base-model reference to a `LoadedModel`: `nano`, `random:<shape>`, a local
+checkpoint directory, or a hub id (offline: only from the local hub cache).
+
+Never unpickles: weights load through safetensors only; `trust_remote_code` stays off unless the
+user asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ModelLoadError
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def load_model(reference: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    from harness.models.fastvlm import LoadedModel
+
+    if reference == "nano":
+        from harness.models.nano import ensure_nano
+
+        path = ensure_nano()
+        model, processor = _from_pretrained(str(path), None, False)
+        return LoadedModel(model=model, processor=processor, source="nano", meta={"path": str(path)})
+    if reference.startswith("random:"):
+        from harness.models.shapes import random_model
+
+        return random_model(reference.split(":", 1)[1])
+    path = Path(reference).expanduser()
+    if path.exists() or reference.startswith((".", "/", "~")) or not HUB_ID.match(reference):
+        check_checkpoint_dir(path)
+        model, processor = _from_pretrained(str(path), None, trust_remote_code)
+        return LoadedModel(model=model, processor=processor, source=str(path.resolve()),
+                           meta={"path": str(path.resolve())})
+    model, processor = _from_pretrained(reference, revision, trust_remote_code)
+    return LoadedModel(model=model, processor=processor, source=reference)
+
+
+def check_checkpoint_dir(path: Path) -> None:
+    """One-line errors for the usual ways a directory is not a FastVLM checkpoint."""
+    if not path.exists():
+        raise ModelLoadError(
+            f"model path '{path}' does not exist; give a FastVLM checkpoint directory, a hub id, "
+            "'nano' or 'random:fastvlm-0.5b'")
+    if not path.is_dir():
+        raise ModelLoadError(f"model path '{path}' is a file; give the checkpoint's directory")
+    config_file = path / "config.json"
+    if not config_file.exists():
+        raise ModelLoadError(f"'{path}' is not a FastVLM checkpoint: it has no config.json")
+    try:
+        model_type = json.loads(config_file.read_text()).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ModelLoadError(f"'{config_file}' is not valid JSON; restore or rebuild the checkpoint") from None
+    if model_type != "fast_vlm":
+        raise ModelLoadError(
+            f"'{path}' holds a '{model_type}' model, not 'fast_vlm'; convert it with transformers' "
+            "FastVLM conversion script first")
+    if not any(path.glob("*.safetensors")):
+        raise ModelLoadError(
+            f"'{path}' has no .safetensors weights (pickled .bin weights are refused); "
+            "re-save the checkpoint with safetensors")
+
+
+def _from_pretrained(name: str, revision: str | None, trust_remote_code: bool) -> tuple[Any, Any]:
+    from safetensors import SafetensorError
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    try:
+        processor = AutoProcessor.from_pretrained(name, revision=revision, local_files_only=offline,
+                                                  trust_remote_code=trust_remote_code)
+        model = AutoModelForImageTextToText.from_pretrained(
+            name, revision=revision, local_files_only=offline, trust_remote_code=trust_remote_code,
+            use_safetensors=True, dtype="float32")
+    except (SafetensorError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, SafetensorError) or "safetensors" in first.lower() or "header" in first.lower():
+            raise ModelLoadError(f"weights in '{name}' are corrupt ({first}); rebuild or re-download the checkpoint") from None
+        if Path(name).exists():
+            raise ModelLoadError(f"cannot load '{name}': {first}") from None
+        raise ModelLoadError(
+            f"'{name}' is not in the local hub cache and the hub is offline; download it where there is "
+            f"network (`hf download {name}`) or pass a local checkpoint directory") from None
+    model.eval()
+    return model, processor

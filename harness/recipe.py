@@ -1,0 +1,275 @@
+"""Recipe schema: pure, validated data. Reading a recipe imports no torch.
+
+A recipe names a base model, the variants to build (ordered steps, or a grid that expands into
+variants), the runtimes and suites to measure with, the targets and gate, and where runs go.
+Every error names ``file:line``, the field, and a fix.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import ConfigError
+from harness.registries import RUNTIMES, STEPS
+from harness.registry import did_you_mean
+from harness.yamlio import Loc, line_of, load_yaml
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseModelSpec(Strict):
+    """`nano`, a local checkpoint dir, a hub id, or `random:<shape>` (real dimensions, random weights)."""
+
+    model: str = "nano"
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+class Targets(Strict):
+    """Mobile budgets from the product brief; a recipe may override any of them."""
+
+    max_size_mb: float | None = 100.0
+    max_peak_memory_mb: float | None = 500.0
+    max_ttft_ms: float | None = 20.0
+    min_retention: float | None = Field(0.95, ge=0, le=2)
+
+
+class VariantSpec(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    steps: list[dict[str, Any]] = Field(default_factory=list)
+    gate: bool = True
+
+
+class GridSpec(Strict):
+    """Cartesian expansion: every "{axis}" in `name` and in step values is substituted."""
+
+    name: str
+    axes: dict[str, list[Any]]
+    steps: list[dict[str, Any]]
+    gate: bool = True
+
+    @field_validator("axes")
+    @classmethod
+    def _non_empty(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if not axes or any(not values for values in axes.values()):
+            raise ValueError("every grid axis needs at least one value")
+        return axes
+
+
+class RecipeSpec(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    base: BaseModelSpec = Field(default_factory=BaseModelSpec)
+    baseline: str | None = Field(None, description="variant that retention is measured against")
+    variants: list[VariantSpec] = Field(default_factory=list)
+    grid: list[GridSpec] = Field(default_factory=list)
+    runtimes: list[str] = Field(default_factory=lambda: ["torch-eager"])
+    suites: list[str] = Field(default_factory=lambda: ["nano-vqa", "latency", "memory", "size"])
+    targets: Targets = Field(default_factory=Targets)
+    output: str = "reports"
+    variant_timeout_s: float = Field(1800, gt=0)
+    seed: int = 0
+
+    @field_validator("base", mode="before")
+    @classmethod
+    def _base_shorthand(cls, value: Any) -> Any:
+        return {"model": value} if isinstance(value, str) else value
+
+
+class Recipe(BaseModel):
+    """A validated recipe with its variants expanded and each step's config parsed."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    spec: RecipeSpec
+    path: Path | None
+    variants: list[ResolvedVariant]
+
+    def variant(self, name: str) -> ResolvedVariant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        names = [v.name for v in self.variants]
+        raise ConfigError(f"no variant '{name}' in recipe{did_you_mean(name, names)}")
+
+    @property
+    def baseline(self) -> str:
+        return self.spec.baseline or self.variants[0].name
+
+
+class ResolvedVariant(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    name: str
+    steps: list[Any]  # StepConfig instances
+    gate: bool = True
+
+    def steps_as_data(self) -> list[dict[str, Any]]:
+        return [s.model_dump(mode="json") for s in self.steps]
+
+
+def _substitute(value: Any, axes: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        whole = re.fullmatch(r"\{(\w+)\}", value)
+        if whole and whole.group(1) in axes:
+            return axes[whole.group(1)]  # keep the axis value's type
+        return re.sub(r"\{(\w+)\}", lambda m: str(axes.get(m.group(1), m.group(0))), value)
+    if isinstance(value, list):
+        return [_substitute(v, axes) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, axes) for k, v in value.items()}
+    return value
+
+
+def _expand(spec: RecipeSpec) -> list[tuple[VariantSpec, Loc]]:
+    out = [(v, ("variants", i)) for i, v in enumerate(spec.variants)]
+    for g_index, grid in enumerate(spec.grid):
+        keys = list(grid.axes)
+        for combo in itertools.product(*(grid.axes[k] for k in keys)):
+            axes = dict(zip(keys, combo))
+            name = _substitute(grid.name, axes)
+            steps = _substitute(grid.steps, axes)
+            variant = VariantSpec(name=str(name), steps=steps, gate=grid.gate)
+            out.append((variant, ("grid", g_index)))
+    return out
+
+
+def _resolve_step(raw: Any, loc: Loc, where: Any) -> Any:
+    from harness.steps._base import COMPONENTS
+
+    if not isinstance(raw, dict) or "kind" not in raw:
+        raise where(loc, "each step needs a 'kind:' (see `harness ls`)")
+    kind = raw["kind"]
+    if kind not in STEPS:
+        raise where((*loc, "kind"), f"unknown step '{kind}'{did_you_mean(str(kind), STEPS.names())}")
+    config_cls = STEPS.get(kind).Config
+    try:
+        return config_cls.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field_loc = (*loc, *err["loc"])
+        if err["loc"] and err["loc"][0] == "targets":
+            bad = raw.get("targets")
+            msg = f"targets {bad!r}: components are {', '.join(COMPONENTS)}"
+        elif err["type"] == "extra_forbidden":
+            fields = [f for f in config_cls.model_fields if f != "kind"]
+            key = str(err["loc"][-1])
+            msg = f"unknown field '{key}' for step '{kind}'{did_you_mean(key, fields)}"
+        else:
+            msg = err["msg"]
+        raise where(field_loc, msg) from None
+
+
+def parse_recipe(data: Any, path: Path | None = None, lines: dict[Loc, int] | None = None) -> Recipe:
+    """Validate recipe data; every error is a one-line `ConfigError` with file:line and field."""
+    lines = lines or {}
+    label = str(path) if path else "<recipe>"
+
+    def where(loc: Loc, msg: str) -> ConfigError:
+        line = line_of(lines, loc)
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        return ConfigError(f"{label}{':' + str(line) if line else ''}: {field}: {msg}")
+
+    if not isinstance(data, dict):
+        raise where((), "a recipe is a YAML mapping with at least 'name:'")
+    try:
+        spec = RecipeSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            key = str(loc[-1])
+            msg = f"unknown field '{key}'{did_you_mean(key, list(parent.model_fields))}"
+        else:
+            msg = err["msg"]
+        raise where(loc, msg) from None
+
+    for index, runtime in enumerate(spec.runtimes):
+        if runtime not in RUNTIMES:
+            raise where(("runtimes", index), f"unknown runtime '{runtime}'{did_you_mean(runtime, RUNTIMES.names())}")
+    from harness.suites._spec import find_suite
+
+    for index, suite in enumerate(spec.suites):
+        try:
+            find_suite(suite, path.parent if path else None)
+        except ConfigError as exc:
+            raise where(("suites", index), str(exc)) from None
+
+    variants: list[ResolvedVariant] = []
+    for variant, loc in _expand(spec):
+        steps = [_resolve_step(raw, (*loc, "steps", i), where) for i, raw in enumerate(variant.steps)]
+        _check_formats(steps, spec.runtimes, loc, where)
+        variants.append(ResolvedVariant(name=variant.name, steps=steps, gate=variant.gate))
+    if not variants:
+        variants.insert(0, ResolvedVariant(name="base", steps=[]))
+    names = [v.name for v in variants]
+    for name in names:
+        if names.count(name) > 1:
+            raise where(("variants",), f"variant name '{name}' is used twice; names must be unique")
+    if spec.baseline and spec.baseline not in names:
+        raise where(("baseline",), f"no variant named '{spec.baseline}'{did_you_mean(spec.baseline, names)}")
+    if not spec.baseline and variants[0].steps:
+        # Retention needs an uncompressed reference: add it rather than guess.
+        variants.insert(0, ResolvedVariant(name="base", steps=[], gate=False))
+    return Recipe(spec=spec, path=path, variants=variants)
+
+
+def _check_formats(steps: list[Any], runtimes: list[str], loc: Loc, where: Any) -> None:
+    fmt = "torch"
+    for index, config in enumerate(steps):
+        step = STEPS.get(config.kind)
+        if step.consumes != fmt:
+            raise where((*loc, "steps", index), f"step '{config.kind}' needs a {step.consumes} model but gets {fmt}; reorder the steps")
+        fmt = step.produces
+    for runtime in runtimes:
+        accepts = RUNTIMES.get(runtime).accepts
+        if fmt not in accepts:
+            raise where(loc, f"runtime '{runtime}' cannot run a {fmt} artifact; use one of the runtimes for {fmt}")
+
+
+def _model_at(loc: Loc) -> type[BaseModel]:
+    model: type[BaseModel] = RecipeSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[str(part)].annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            break
+        model = candidates[0]
+    return model
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    data, lines = load_yaml(path)
+    return parse_recipe(data, path, lines)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema for editors, with each registered step's own schema under `steps.items`."""
+    schema = RecipeSpec.model_json_schema()
+    step_schemas = []
+    for name in STEPS.names():
+        step_schema = STEPS.get(name).Config.model_json_schema()
+        step_schema["properties"]["kind"] = {"const": name}
+        step_schema["required"] = sorted({"kind", *step_schema.get("required", [])})
+        step_schemas.append(step_schema)
+    item = {"oneOf": step_schemas}
+    schema["$defs"]["VariantSpec"]["properties"]["steps"]["items"] = item
+    schema["$defs"]["GridSpec"]["properties"]["steps"]["items"] = item
+    return schema
+
+
+Recipe.model_rebuild()

@@ -1,0 +1,14 @@
+"""The four registries. `harness ls` prints them; recipes and suites name their entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.registry import Registry
+
+STEPS: Registry[Any] = Registry("step", "harness.steps")
+RUNTIMES: Registry[Any] = Registry("runtime", "harness.runtimes")
+METRICS: Registry[Any] = Registry("metric", "harness.metrics")
+SUITE_KINDS: Registry[Any] = Registry("suite kind", "harness.suites")
+
+ALL = {"steps": STEPS, "runtimes": RUNTIMES, "metrics": METRICS, "suite kinds": SUITE_KINDS}

@@ -1,0 +1,1 @@
+"""Runtimes that execute a built variant: one module each, registered in RUNTIMES."""

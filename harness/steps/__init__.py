@@ -1,0 +1,1 @@
+"""Compression steps: one module per family, each registered in `harness.registries.STEPS`."""

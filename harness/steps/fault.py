@@ -1,0 +1,51 @@
+"""A testing aid: make a variant fail or slow down on purpose.
+
+`raise` and `abort` prove that one broken variant is recorded while the rest of the run goes on;
+`hang` proves the per-variant timeout; `slow` sleeps before every vision forward, an injected
+latency regression for checking that the gate catches it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from harness.registries import STEPS
+from harness.steps._base import Step, StepConfig, StepContext
+
+
+class FaultConfig(StepConfig):
+    kind: Literal["fault"] = "fault"
+    mode: Literal["raise", "abort", "hang", "slow"] = "raise"
+    milliseconds: float = Field(5.0, ge=0, description="sleep per vision forward in mode 'slow'")
+
+
+def _sleep_hook(seconds: float):  # noqa: ANN202 - returns a hook
+    def hook(module: Any, args: tuple) -> None:
+        time.sleep(seconds)
+
+    return hook
+
+
+@STEPS.register("fault", "testing aid: raise, abort, hang, or slow the vision encoder on purpose")
+class Fault(Step):
+    Config = FaultConfig
+    default_targets: ClassVar[tuple[str, ...]] = ("vision",)
+    examples: ClassVar[list[dict]] = [{"kind": "fault", "mode": "slow", "milliseconds": 0.0}]
+
+    def apply(self, config: FaultConfig, model: Any, ctx: StepContext) -> None:
+        if config.mode == "slow":
+            for module in model.component_modules(self.targets(config)[0]).values():
+                module.register_forward_pre_hook(_sleep_hook(config.milliseconds / 1e3))
+            ctx.note(f"injected {config.milliseconds} ms sleep per {self.targets(config)[0]} forward")
+            return
+        if ctx.replay:
+            return
+        if config.mode == "raise":
+            raise RuntimeError("fault step: failing on purpose")
+        if config.mode == "abort":
+            os.abort()
+        time.sleep(10**6)

@@ -1,0 +1,94 @@
+"""The history database: one SQLite file per output directory, shared by every run.
+
+SQLite (WAL mode, busy timeout) lets two runs that finish at the same time both be recorded.
+Rows are flat (run, variant, runtime, metric, value, CI) so trends are one query away.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, recipe TEXT, started REAL, finished REAL, git_sha TEXT,
+  host TEXT, path TEXT, n_variants INTEGER, n_failed INTEGER);
+CREATE TABLE IF NOT EXISTS measurements (
+  run_id TEXT, variant TEXT, runtime TEXT, metric TEXT, value REAL, ci_low REAL, ci_high REAL,
+  PRIMARY KEY (run_id, variant, runtime, metric));
+"""
+
+
+def history_path(run_dir: Path) -> Path:
+    env = os.environ.get("HARNESS_HISTORY_DB")
+    return Path(env) if env else run_dir.parent / "history.sqlite"
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=60)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def flatten(summary: dict[str, Any]) -> list[tuple[str, str, str, float, float | None, float | None]]:
+    rows = []
+    for variant in summary["variants"]:
+        for runtime, data in variant["runtimes"].items():
+            def add(metric: str, value: Any, ci: Any = None) -> None:
+                if isinstance(value, (int, float)):
+                    low, high = (ci or [None, None])[:2]
+                    rows.append((variant["name"], runtime, metric, float(value), low, high))
+
+            for suite, acc in data.get("accuracy", {}).items():
+                add(f"{suite}.score", acc.get("score"), acc.get("ci"))
+                add(f"{suite}.retention", acc.get("retention"), acc.get("retention_ci"))
+                add(f"{suite}.agreement", acc.get("agreement"))
+            latency = data.get("latency", {})
+            add("ttft_p50_ms", latency.get("ttft_p50_ms"), latency.get("ttft_p50_ci"))
+            add("decode_tokens_per_s_p50", latency.get("decode_tokens_per_s_p50"),
+                latency.get("decode_tokens_per_s_ci"))
+            add("peak_memory_delta_mb", data.get("memory", {}).get("model_delta_mb"))
+            add("size_mb", data.get("size", {}).get("total_mb"))
+    return rows
+
+
+def record_run(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any]) -> str | None:
+    """Insert (or refresh) this run; return a warning instead of failing the run if the DB is unusable."""
+    from harness.environment import git_sha
+
+    path = history_path(run_dir)
+    try:
+        with connect(path) as conn:
+            failed = sum(v["status"] != "ok" for v in summary["variants"])
+            conn.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+                         (manifest["run_id"], manifest["recipe"], manifest.get("started"), time.time(),
+                          git_sha(Path(__file__).resolve().parent), os.uname().nodename,
+                          str(run_dir.resolve()), len(summary["variants"]), failed))
+            conn.execute("DELETE FROM measurements WHERE run_id = ?", (manifest["run_id"],))
+            conn.executemany("INSERT INTO measurements VALUES (?,?,?,?,?,?,?)",
+                             [(manifest["run_id"], *row) for row in flatten(summary)])
+        return None
+    except sqlite3.DatabaseError as exc:
+        return f"history database '{path}' is unusable ({exc}); this run is kept in its run directory only"
+
+
+def list_runs(path: Path) -> list[dict[str, Any]]:
+    with connect(path) as conn:
+        cur = conn.execute("SELECT run_id, recipe, started, finished, n_variants, n_failed, path "
+                           "FROM runs ORDER BY started")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def trend(path: Path, recipe: str, metric: str) -> list[dict[str, Any]]:
+    with connect(path) as conn:
+        cur = conn.execute(
+            "SELECT r.run_id, r.started, m.variant, m.runtime, m.value, m.ci_low, m.ci_high "
+            "FROM measurements m JOIN runs r USING (run_id) WHERE r.recipe = ? AND m.metric = ? "
+            "ORDER BY r.started", (recipe, metric))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]

@@ -1,0 +1,27 @@
+"""What a suite gets when it runs on one variant × runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class SuiteContext:
+    runtime_name: str
+    runtime: Any
+    artifact: Path
+    work_dir: Path
+    recipe_dir: Path | None = None
+    random_weights: bool = False
+    _session: Any = field(default=None, repr=False)
+
+    def session(self) -> Any:
+        """The artifact loaded in this runtime (loaded once, shared by suites)."""
+        if self._session is None:
+            self._session = self.runtime.load(self.artifact)
+        return self._session
+
+    def adopt(self, session: Any) -> None:
+        self._session = session

@@ -1,0 +1,78 @@
+"""Suite files: YAML definitions under `suites/`, validated by their kind's config class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import ConfigError
+from harness.registries import SUITE_KINDS
+from harness.registry import did_you_mean
+from harness.yamlio import line_of, load_yaml
+
+PROJECT_SUITES = Path(__file__).resolve().parents[2] / "suites"
+
+
+class SuiteConfig(BaseModel):
+    """Fields every suite file has; kinds add their own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: int = Field(1, ge=1)
+    kind: str
+    description: str = ""
+
+
+def search_dirs(recipe_dir: Path | None) -> list[Path]:
+    dirs = []
+    if recipe_dir is not None:
+        dirs += [recipe_dir / "suites", recipe_dir.parent / "suites"]
+    dirs += [Path.cwd() / "suites", PROJECT_SUITES]
+    return list(dict.fromkeys(d.resolve() for d in dirs))
+
+
+def available(recipe_dir: Path | None = None) -> list[str]:
+    return sorted({p.stem for d in search_dirs(recipe_dir) if d.is_dir() for p in d.glob("*.yaml")})
+
+
+def find_suite(name: str, recipe_dir: Path | None = None) -> Path:
+    """A suite by name (searched in suites/ dirs) or by path to a YAML file."""
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        for base in ([recipe_dir] if recipe_dir else []) + [Path.cwd()]:
+            if (base / name).is_file():
+                return (base / name).resolve()
+        raise ConfigError(f"suite file '{name}' not found")
+    for directory in search_dirs(recipe_dir):
+        if (directory / f"{name}.yaml").is_file():
+            return directory / f"{name}.yaml"
+    raise ConfigError(f"unknown suite '{name}'{did_you_mean(name, available(recipe_dir))}")
+
+
+def load_suite(name: str, recipe_dir: Path | None = None) -> SuiteConfig:
+    path = find_suite(name, recipe_dir)
+    data, lines = load_yaml(path)
+    return parse_suite(data, path, lines)
+
+
+def parse_suite(data: Any, path: Path | None = None, lines: dict | None = None) -> SuiteConfig:
+    label = str(path) if path else "<suite>"
+    if not isinstance(data, dict) or "kind" not in data:
+        raise ConfigError(f"{label}: a suite is a mapping with 'name:' and 'kind:'")
+    kind = str(data["kind"])
+    if kind not in SUITE_KINDS:
+        raise ConfigError(f"{label}: kind: unknown suite kind '{kind}'{did_you_mean(kind, SUITE_KINDS.names())}")
+    config_cls = SUITE_KINDS.get(kind).Config
+    try:
+        return config_cls.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        line = line_of(lines or {}, loc)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field '{loc[-1]}'{did_you_mean(str(loc[-1]), list(config_cls.model_fields))}"
+        where = f"{label}:{line}" if line else label
+        raise ConfigError(f"{where}: {'.'.join(map(str, loc))}: {msg}") from None

@@ -1,0 +1,66 @@
+"""Shared fixtures: offline hub, a tiny config-built FastVLM, the shipped nano reference."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_tiny(seed: int = 0):
+    """A tiny `fast_vlm` from config with non-trivial weights and BatchNorm statistics."""
+    import torch
+
+    from harness.models import nano
+    from harness.models.fastvlm import LoadedModel
+
+    processor = nano.build_processor()
+    config = nano.build_config(
+        processor.tokenizer,
+        vision_args={"layers": [1, 1, 1], "embed_dims": [8, 16, 32], "layer_scale_init_value": 1.0},
+        text_args={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                   "num_attention_heads": 2, "num_key_value_heads": 1})
+    model = nano.build_model(config, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+    model.eval()
+    return LoadedModel(model=model, processor=processor, source="tiny")
+
+
+@pytest.fixture
+def tiny():
+    return build_tiny()
+
+
+@pytest.fixture(scope="session")
+def nano_dir() -> Path:
+    from harness.models.nano import ensure_nano
+
+    return ensure_nano(progress=False)
+
+
+@pytest.fixture(scope="session")
+def test_items():
+    from harness.data.nano_vqa import load_nano_vqa
+
+    return load_nano_vqa("test")
+
+
+@pytest.fixture
+def images(test_items):
+    return test_items.select(range(4))

@@ -1,0 +1,44 @@
+"""The nano reference: a normal checkpoint that loads offline and answers nano-VQA."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def test_checkpoint_loads_with_auto_classes_offline(nano_dir):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(nano_dir, local_files_only=True)
+    processor = AutoProcessor.from_pretrained(nano_dir, local_files_only=True)
+    assert model.config.model_type == "fast_vlm"
+    assert model.config.vision_config.architecture == "fastvit_mci3"
+    assert processor.patch_size == 16
+
+
+def test_nano_answers_test_items(nano_dir, test_items):
+    from harness.models.loading import load_model
+    from harness.suites.accuracy import evaluate_exact_match
+
+    loaded = load_model(str(nano_dir))
+    scores = evaluate_exact_match(loaded, test_items.select(range(200)), batch_size=100)
+    assert scores["exact_match"] >= 0.85, scores
+
+
+def test_build_report_meets_the_bar(nano_dir):
+    report = json.loads((nano_dir / "nano_report.json").read_text())
+    assert report["test"]["exact_match"] >= 0.90
+    assert min(report["test"]["per_kind"].values()) >= 0.75
+    assert report["train_seconds"] <= 600
+
+
+@pytest.mark.slow
+def test_build_reproduces_the_shipped_accuracy(tmp_path, nano_dir):
+    """Rebuilding from scratch gives the accuracy the shipped checkpoint reports."""
+    from harness.models.nano import train_nano
+
+    shipped = json.loads((nano_dir / "nano_report.json").read_text())
+    rebuilt = train_nano(tmp_path / "nano", progress=False)
+    assert rebuilt["fingerprint"] == shipped["fingerprint"]
+    assert rebuilt["test"]["exact_match"] == pytest.approx(shipped["test"]["exact_match"], abs=0.02)

@@ -1,0 +1,66 @@
+"""Statistics and the noise-aware Pareto analysis on constructed cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.pareto import Objective, Value, dominates, frontier
+from harness.stats import mcnemar_exact, median_ci, proportion_ci, retention_ci, summarize
+
+ACC = Objective("accuracy", True)
+TTFT = Objective("ttft", False)
+
+
+def test_wilson_interval_contains_the_estimate():
+    low, high = proportion_ci(90, 100)
+    assert 0.8 < low < 0.9 < high < 0.96
+
+
+def test_mcnemar_counts_discordant_pairs():
+    base = [True] * 20 + [False] * 5
+    variant = [False] * 10 + [True] * 10 + [False] * 5
+    result = mcnemar_exact(base, variant)
+    assert (result["lost"], result["gained"]) == (10, 0)
+    assert result["p_value"] < 0.01
+    assert mcnemar_exact(base, base)["p_value"] == 1.0
+
+
+def test_retention_of_identical_answers_is_exactly_one():
+    answers = [True, False, True, True] * 25
+    point, low, high = retention_ci(answers, answers)
+    assert point == low == high == 1.0
+
+
+def test_retention_ci_covers_a_real_drop():
+    base = [True] * 100
+    variant = [True] * 80 + [False] * 20
+    point, low, high = retention_ci(base, variant)
+    assert point == pytest.approx(0.8)
+    assert low < 0.8 < high < 0.9
+
+
+def test_summary_percentiles():
+    stats = summarize([float(x) for x in range(1, 101)])
+    assert stats["p50"] == pytest.approx(50.5)
+    assert stats["p90"] == pytest.approx(90.1)
+    low, high = median_ci(list(range(1, 101)))
+    assert low < 50.5 < high
+
+
+def test_noise_overlapping_values_do_not_dominate():
+    a = {"accuracy": Value.of(0.90, [0.85, 0.95]), "ttft": Value.of(10.0, [9.0, 11.0])}
+    twin = {"accuracy": Value.of(0.91, [0.86, 0.96]), "ttft": Value.of(9.8, [8.9, 10.9])}
+    assert not dominates(a, twin, [ACC, TTFT]) and not dominates(twin, a, [ACC, TTFT])
+
+
+def test_clear_win_on_one_objective_and_tie_on_the_other_dominates():
+    fast = {"accuracy": Value.of(0.90, [0.85, 0.95]), "ttft": Value.of(5.0, [4.8, 5.2])}
+    slow = {"accuracy": Value.of(0.91, [0.86, 0.96]), "ttft": Value.of(10.0, [9.5, 10.5])}
+    assert dominates(fast, slow, [ACC, TTFT])
+    assert frontier({"fast": fast, "slow": slow}, [ACC, TTFT]) == {"fast": [], "slow": ["fast"]}
+
+
+def test_a_trade_off_keeps_both_on_the_frontier():
+    small = {"accuracy": Value.of(0.70, [0.68, 0.72]), "ttft": Value.of(5.0)}
+    big = {"accuracy": Value.of(0.90, [0.88, 0.92]), "ttft": Value.of(10.0)}
+    assert frontier({"small": small, "big": big}, [ACC, TTFT]) == {"small": [], "big": []}

@@ -1,0 +1,142 @@
+"""Contract tests over every registered step (timm-style), then step-specific checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.artifacts import load_variant, save_variant
+from harness.registries import STEPS
+from harness.steps._base import StepContext, apply_step
+
+from .conftest import build_tiny
+
+EXAMPLES = [(name, example) for name in STEPS.names() for example in STEPS.get(name).examples]
+
+
+def apply(loaded, raw):
+    ctx = StepContext()
+    apply_step(raw, loaded, ctx)
+    return ctx
+
+
+def build_and_save(tmp_path, steps):
+    loaded = build_tiny()
+    base_config = loaded.model.config.to_dict()
+    notes = []
+    for raw in steps:
+        notes += apply(loaded, raw).notes
+    save_variant(loaded, tmp_path, {"base": {"model": "tiny", "source": "tiny"}, "base_config": base_config,
+                                    "steps": steps, "notes": notes})
+    return loaded, notes
+
+
+def test_every_step_has_an_example_and_a_description():
+    for entry in STEPS.entries():
+        assert entry.obj.examples, f"step {entry.name} has no contract examples"
+        assert entry.description
+
+
+@pytest.mark.parametrize("name,example", EXAMPLES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(EXAMPLES)])
+def test_step_contract(tmp_path, images, name, example):
+    loaded, notes = build_and_save(tmp_path, [example])
+    assert notes, "a step must say what it did"
+    first = loaded.generate(images["image"], images["question"], max_new_tokens=4)
+    again = loaded.generate(images["image"], images["question"], max_new_tokens=4)
+    assert first.token_ids == again.token_ids  # deterministic
+    reloaded = load_variant(tmp_path)
+    assert reloaded.generate(images["image"], images["question"], max_new_tokens=4).token_ids == first.token_ids
+    assert reloaded.visual_tokens == loaded.visual_tokens
+
+
+def _vision_features(loaded, images):
+    import torch
+
+    inputs = loaded.prepare(images["image"], images["question"])
+    with torch.inference_mode():
+        return loaded.model.model.vision_tower(inputs["pixel_values"]).last_hidden_state.float()
+
+
+def test_reparameterize_keeps_outputs_and_removes_modules(tiny, images):
+    import torch
+    from timm.models.fastvit import ConvMlp
+
+    before = _vision_features(tiny, images)
+    modules_before = sum(1 for _ in tiny.model.modules())
+    apply(tiny, {"kind": "reparameterize"})
+    after = _vision_features(tiny, images)
+    assert sum(1 for _ in tiny.model.modules()) < modules_before
+    assert before.abs().mean() > 0.01  # features are not vanishing, so the check below means something
+    assert (after - before).abs().max() <= 1e-4
+    assert not torch.equal(after, before)  # the fused convolutions really are different arithmetic
+
+    assert all(isinstance(m.conv.bn, torch.nn.Identity) for m in tiny.model.modules() if isinstance(m, ConvMlp))
+    assert tiny.model.config.vision_config.model_args["inference_mode"] is True
+
+
+def test_reparameterize_refuses_other_components(tiny):
+    from harness.errors import StepError
+
+    with pytest.raises(StepError, match="vision component only"):
+        apply(tiny, {"kind": "reparameterize", "targets": ["llm"]})
+
+
+def test_cast_changes_dtype_and_halves_weights(tmp_path, images):
+    import torch
+
+    loaded, _ = build_and_save(tmp_path / "bf16", [{"kind": "cast", "dtype": "bf16"}])
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}
+    _, _ = build_and_save(tmp_path / "fp32", [])
+    fp32 = (tmp_path / "fp32" / "model.safetensors").stat().st_size
+    bf16 = (tmp_path / "bf16" / "model.safetensors").stat().st_size
+    assert bf16 < 0.6 * fp32  # tensors halve; the safetensors header is a visible share of a tiny file
+
+
+def test_quantize_stores_int8_and_shrinks(tmp_path, images):
+    import json
+
+    from safetensors import safe_open
+
+    build_and_save(tmp_path / "fp32", [])
+    loaded, notes = build_and_save(tmp_path / "int8", [{"kind": "quantize", "method": "int8-weight-only",
+                                                        "targets": ["projector", "llm"]}])
+    weight = loaded.model.get_submodule("model.language_model.layers.0.mlp.up_proj").weight
+    assert type(weight).__name__ == "Int8Tensor"
+    with safe_open(str(tmp_path / "int8" / "model.safetensors"), "pt") as f:
+        key = "model.language_model.layers.0.mlp.up_proj.weight::qdata"
+        assert f.get_tensor(key).dtype.is_floating_point is False
+    manifest = json.loads((tmp_path / "int8" / "harness_variant.json").read_text())
+    assert "model.language_model.layers.0.mlp.up_proj.weight" in manifest["packed"]
+    fp32 = (tmp_path / "fp32" / "model.safetensors").stat().st_size
+    int8 = (tmp_path / "int8" / "model.safetensors").stat().st_size
+    assert int8 < fp32
+    with safe_open(str(tmp_path / "fp32" / "model.safetensors"), "pt") as f32, \
+            safe_open(str(tmp_path / "int8" / "model.safetensors"), "pt") as f8:
+        float_bytes = sum(f32.get_tensor(name).nbytes for name in manifest["packed"])
+        packed_bytes = sum(t.nbytes for name in manifest["packed"] for key in f8.keys()
+                           if key.startswith(name + "::") for t in [f8.get_tensor(key)])
+    assert packed_bytes <= 0.3 * float_bytes  # int8 values + per-row scales, not fp32
+    assert any("Linear layers -> int8-weight-only" in n for n in notes)
+
+
+def test_quantize_conv_only_selection_is_an_error(tiny):
+    from harness.errors import StepError
+
+    with pytest.raises(StepError, match="ignore pattern 'nothing.*' matches no module"):
+        apply(tiny, {"kind": "quantize", "ignore": ["nothing.*"]})
+    with pytest.raises(StepError, match="no Linear layer"):
+        apply(tiny, {"kind": "quantize", "targets": ["projector"], "ignore": ["model.multi_modal_projector.*"]})
+
+
+def test_resolution_changes_visual_tokens_and_prefill(tiny, images):
+    apply(tiny, {"kind": "resolution", "size": 32})
+    assert tiny.visual_tokens == 4
+    inputs = tiny.prepare(images["image"], images["question"])
+    assert inputs["pixel_values"].shape[-1] == 32
+    assert int((inputs["input_ids"] == tiny.model.config.image_token_id).sum(-1)[0]) == 4
+
+
+def test_resolution_must_match_the_downsampling(tiny):
+    from harness.errors import StepError
+
+    with pytest.raises(StepError, match="not a multiple"):
+        apply(tiny, {"kind": "resolution", "size": 40})
