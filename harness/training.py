@@ -13,9 +13,11 @@ from typing import Any, Protocol
 
 
 class Batcher(Protocol):
+    """Supplies the loss for a list of sample indices (`len()` samples in all)."""
+
     def __len__(self) -> int: ...
 
-    def batch(self, indices: list[int]) -> dict[str, Any]: ...
+    def loss(self, model: Any, indices: list[int]) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ def lr_lambda(config: TrainConfig):  # noqa: ANN201 - returns a schedule functio
 
 
 def train(model: Any, batcher: Batcher, config: TrainConfig, progress: bool = True,
-          description: str = "training") -> list[dict[str, float]]:
+          description: str = "training", extra_parameters: list[Any] | None = None) -> list[dict[str, float]]:
     """Train in place; return the loss curve (one row per logged step)."""
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -50,6 +52,8 @@ def train(model: Any, batcher: Batcher, config: TrainConfig, progress: bool = Tr
     generator = torch.Generator().manual_seed(config.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    decay += [p for p in (extra_parameters or []) if p.ndim >= 2]
+    no_decay += [p for p in (extra_parameters or []) if p.ndim < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay},
          {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
@@ -67,8 +71,7 @@ def train(model: Any, batcher: Batcher, config: TrainConfig, progress: bool = Tr
             if len(order) < config.batch_size:
                 order += torch.randperm(len(batcher), generator=generator).tolist()
             indices, order = order[: config.batch_size], order[config.batch_size :]
-            out = model(**batcher.batch(indices))
-            loss = out.loss
+            loss = batcher.loss(model, indices)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}")
             loss.backward()

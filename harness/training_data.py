@@ -1,11 +1,14 @@
 """Turn a VQA dataset (image, question, answer) into supervised batches.
 
 Images and text go through the model's own processor once, up front, so training sees exactly
-what inference sees; the loss covers only the answer tokens and the end-of-turn token.
+what inference sees; the loss covers only the answer tokens and the end-of-turn token. Rows that
+share an image are trained together and the image is encoded once per step (the encoder is most
+of the cost on CPU), each question still being its own single-turn sequence as at inference.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from harness.errors import DataError
@@ -14,6 +17,8 @@ REQUIRED_COLUMNS = ("image", "question", "answer")
 
 
 class VQABatcher:
+    """Batches are drawn by image: `len()` counts distinct images, `loss()` takes image indices."""
+
     def __init__(self, processor: Any, dataset: Any, seed: int = 0, chunk: int = 512) -> None:
         import torch
 
@@ -23,41 +28,97 @@ class VQABatcher:
         tokenizer = processor.tokenizer
         tokenizer.padding_side = "right"
         end = tokenizer.eos_token
-        pixels, ids, n_answer = [], [], []
+        pixels, ids, n_answer, image_of_row, cells, digits = [], [], [], [], [], []
+        annotated = "cells" in dataset.column_names and "digit" in dataset.column_names
+        image_ids: dict[str, int] = {}
         for begin in range(0, len(dataset), chunk):
             rows = dataset[begin : begin + chunk]
             messages = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}]
                         for q in rows["question"]]
             prompts = [processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
                        for m in messages]
-            texts = [p + a + end for p, a in zip(prompts, rows["answer"])]
+            texts = [p + str(a) + end for p, a in zip(prompts, rows["answer"])]
             images = [img.convert("RGB") for img in rows["image"]]
             out = processor(images=images, text=texts, padding=True, return_tensors="pt")
-            pixels.append(out["pixel_values"])
+            for index, (image, pixel_values) in enumerate(zip(images, out["pixel_values"])):
+                key = hashlib.sha1(image.tobytes()).hexdigest()
+                if key not in image_ids:
+                    image_ids[key] = len(image_ids)
+                    pixels.append(pixel_values)
+                    if annotated:
+                        cells.append(rows["cells"][index])
+                        digits.append(rows["digit"][index])
+                image_of_row.append(image_ids[key])
             for row_ids, row_mask in zip(out["input_ids"], out["attention_mask"]):
                 ids.append(row_ids[row_mask.bool()])
-            n_answer += [len(tokenizer(a + end, add_special_tokens=False)["input_ids"])
+            n_answer += [len(tokenizer(str(a) + end, add_special_tokens=False)["input_ids"])
                          for a in rows["answer"]]
-        self.pixel_values = torch.cat(pixels)
+        self.pixel_values = torch.stack(pixels)
         self.ids = ids
         self.n_answer = n_answer
+        self.rows_of_image: list[list[int]] = [[] for _ in pixels]
+        for row, image in enumerate(image_of_row):
+            self.rows_of_image[image].append(row)
         self.pad_id = tokenizer.pad_token_id
+        self.cells = torch.tensor(cells, dtype=torch.long) if annotated else None
+        self.digits = torch.tensor(digits, dtype=torch.long) if annotated else None
+        self.aux_heads: Any = None
 
-    def __len__(self) -> int:
-        return len(self.ids)
+    def enable_auxiliary(self, vision_channels: int, cell_classes: int, digit_classes: int) -> Any:
+        """Dense deep supervision of the encoder from scene annotations (nano-VQA's `cells`/`digit`).
 
-    def batch(self, indices: list[int]) -> dict[str, Any]:
+        A linear head classifies every visual token's cell and one the pooled digit; the heads are
+        discarded after training. Returns them so the optimizer can include their parameters.
+        """
         import torch
 
-        width = max(len(self.ids[i]) for i in indices)
-        input_ids = torch.full((len(indices), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(indices), width), dtype=torch.long)
-        labels = torch.full((len(indices), width), -100, dtype=torch.long)
-        for row, index in enumerate(indices):
+        if self.cells is None:
+            raise DataError("auxiliary supervision needs 'cells' and 'digit' columns in the training data")
+        self.aux_heads = torch.nn.ModuleDict({"cell": torch.nn.Linear(vision_channels, cell_classes),
+                                              "digit": torch.nn.Linear(vision_channels, digit_classes)})
+        return self.aux_heads
+
+    def __len__(self) -> int:
+        return len(self.rows_of_image)
+
+    def batch(self, images: list[int]) -> dict[str, Any]:
+        """Every row of the given images, padded on the right, with answer-only labels."""
+        import torch
+
+        rows = [row for image in images for row in self.rows_of_image[image]]
+        image_index = torch.tensor([slot for slot, image in enumerate(images) for _ in self.rows_of_image[image]])
+        width = max(len(self.ids[i]) for i in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for r, index in enumerate(rows):
             seq = self.ids[index]
-            input_ids[row, : len(seq)] = seq
-            attention[row, : len(seq)] = 1
+            input_ids[r, : len(seq)] = seq
+            attention[r, : len(seq)] = 1
             start = len(seq) - self.n_answer[index]
-            labels[row, start : len(seq)] = seq[start:]
+            labels[r, start : len(seq)] = seq[start:]
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
-                "pixel_values": self.pixel_values[indices]}
+                "pixel_values": self.pixel_values[images], "image_index": image_index}
+
+    def loss(self, model: Any, images: list[int]) -> Any:
+        """Encode each image once, place its features in every row about it, return the LM loss."""
+        import torch.nn.functional as F
+
+        batch = self.batch(images)
+        encoded = model.model.get_image_features(pixel_values=batch["pixel_values"])
+        features = encoded.pooler_output
+        input_ids = batch["input_ids"]
+        embeds = model.get_input_embeddings()(input_ids)
+        image_mask = (input_ids == model.config.image_token_id).unsqueeze(-1)
+        embeds = embeds.masked_scatter(image_mask, features[batch["image_index"]].to(embeds.dtype))
+        loss = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        if self.aux_heads is not None:
+            tokens = encoded.last_hidden_state.flatten(2).transpose(1, 2)  # (images, tokens, channels)
+            cells = self.cells[images]
+            if tokens.shape[1] == cells.shape[1]:
+                logits = self.aux_heads["cell"](tokens)
+                loss = loss + F.cross_entropy(logits.flatten(0, 1), cells.flatten(), ignore_index=-100)
+            digits = self.digits[images]
+            if bool((digits >= 0).any()):
+                loss = loss + F.cross_entropy(self.aux_heads["digit"](tokens.mean(1)), digits, ignore_index=-100)
+        return loss

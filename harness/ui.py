@@ -34,3 +34,5 @@ class VariantProgress:
         if self._progress is not None:
             self._progress.console.print(f"  {name}: {status}")
             self._progress.update(self._task, advance=1)
+        else:  # plain lines for logs and CI
+            print(f"{name}: {status}", flush=True)

@@ -42,6 +42,6 @@ def test_every_kind_and_answer_is_known():
 
 
 def test_dataset_has_image_column(test_items):
-    assert set(test_items.column_names) == {"id", "image", "question", "answer", "kind"}
+    assert set(test_items.column_names) == {"id", "image", "question", "answer", "kind", "cells", "digit"}
     assert test_items[0]["image"].size == (48, 48)
     assert len(set(test_items["id"])) == len(test_items)

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "4"
 # 48 px = a 3x3 grid of 16 px cells, which is exactly the nano encoder's 3x3 visual tokens.
 IMAGE_SIZE = 48
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -30,7 +30,9 @@ SHAPES = ("circle", "square", "triangle")
 COUNT_WORDS = ("zero", "one", "two", "three", "four")
 KINDS = ("colour", "shape", "count", "spatial", "digit")
 SPLITS = ("train", "validation", "test")
-DEFAULT_SIZES = {"train": 24000, "validation": 400, "test": 600}
+IGNORE = -100
+EMPTY_CELL = len(COLOURS) * len(SHAPES)  # 18: cell classes are 18 colour-shape pairs + empty
+DEFAULT_SIZES = {"train": 40000, "validation": 400, "test": 600}
 
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "colour": ("what color is the {shape} ?", "which color does the {shape} have ?"),
@@ -51,6 +53,16 @@ class Item:
     question: str
     answer: str
     kind: str
+    cells: tuple[int, ...] = ()  # per grid cell: colour*3 + shape, EMPTY_CELL, or IGNORE (digit scenes)
+    digit: int = IGNORE
+
+
+def _cells(objects: list[tuple[str, str, int, int]]) -> tuple[int, ...]:
+    """Scene annotation for dense auxiliary supervision of the encoder (one label per 16 px cell)."""
+    labels = [EMPTY_CELL] * 9
+    for colour, shape, row, col in objects:
+        labels[row * 3 + col] = list(COLOURS).index(colour) * len(SHAPES) + SHAPES.index(shape)
+    return tuple(labels)
 
 
 def _digits() -> tuple[Any, Any]:
@@ -127,52 +139,76 @@ def _relation(a: tuple, b: tuple) -> str | None:
     return None
 
 
-def _make_item(kind: str, rng: random.Random, digit_data: tuple, pool: list[int]) -> Item | None:
+def _ask(kind: str, rng: random.Random, objects: list[tuple]) -> tuple[str, str] | None:
+    """One (question, answer) of `kind` about a shapes scene, or None if the scene cannot answer it."""
     template = rng.choice(TEMPLATES[kind])
-    if kind == "digit":
-        img, answer = _digit_scene(rng, *digit_data, pool)
-        return Item(_png(img), template, answer, kind)
-    img, objects = _scene(rng)
     if kind == "count":
-        return Item(_png(img), template, COUNT_WORDS[len(objects)], kind)
+        return template, COUNT_WORDS[len(objects)]
     obj = rng.choice(objects)
     if kind == "colour":
-        if sum(o[1] == obj[1] for o in objects) > 1:
-            return None
-        return Item(_png(img), template.format(shape=obj[1]), obj[0], kind)
+        unique = sum(o[1] == obj[1] for o in objects) == 1
+        return (template.format(shape=obj[1]), obj[0]) if unique else None
     if kind == "shape":
-        if sum(o[0] == obj[0] for o in objects) > 1:
-            return None
-        return Item(_png(img), template.format(colour=obj[0]), obj[1], kind)
+        unique = sum(o[0] == obj[0] for o in objects) == 1
+        return (template.format(colour=obj[0]), obj[1]) if unique else None
     others = [o for o in objects if o is not obj and _relation(obj, o)]
     if not others:
         return None
     other = rng.choice(others)
-    question = template.format(c1=obj[0], s1=obj[1], c2=other[0], s2=other[1])
-    return Item(_png(img), question, _relation(obj, other) or "", kind)
+    return template.format(c1=obj[0], s1=obj[1], c2=other[0], s2=other[1]), _relation(obj, other) or ""
+
+
+def _make_item(kind: str, rng: random.Random, digit_data: tuple, pool: list[int]) -> Item | None:
+    """One question of a given kind about a fresh scene (evaluation splits: kinds balanced)."""
+    if kind == "digit":
+        img, answer = _digit_scene(rng, *digit_data, pool)
+        return Item(_png(img), rng.choice(TEMPLATES["digit"]), answer, kind, (IGNORE,) * 9, int(answer))
+    img, objects = _scene(rng)
+    asked = _ask(kind, rng, objects)
+    return Item(_png(img), *asked, kind, _cells(objects)) if asked else None
+
+
+def _make_scene_items(rng: random.Random, digit_data: tuple, pool: list[int]) -> list[Item]:
+    """Several questions about one scene (train split): the encoder's work is shared by all."""
+    if rng.random() < 1 / 3:
+        img, answer = _digit_scene(rng, *digit_data, pool)
+        png = _png(img)
+        return [Item(png, template, answer, "digit", (IGNORE,) * 9, int(answer))
+                for template in TEMPLATES["digit"]]
+    img, objects = _scene(rng)
+    png = _png(img)
+    items = []
+    for kind in ("colour", "shape", "count", "spatial"):
+        for _ in range(3):  # a few tries to find an object the question can be about
+            asked = _ask(kind, rng, objects)
+            if asked:
+                items.append(Item(png, *asked, kind, _cells(objects)))
+                break
+    return items
 
 
 def generate_items(sizes: dict[str, int] | None = None, seed: int = 0) -> dict[str, list[Item]]:
     """Generate every split from one seeded stream; (image, question) keys never repeat."""
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
-    digit_images, digit_targets = _digits()
+    digit_data = _digits()
     seen: set[str] = set()
     out: dict[str, list[Item]] = {}
     # Evaluation splits first, so their items are fixed whatever the train size.
     for split in ("test", "validation", "train"):
         rng = random.Random(f"nano-vqa:{seed}:{split}")
-        pool = _digit_indices(split, len(digit_targets))
+        pool = _digit_indices(split, len(digit_data[1]))
         items: list[Item] = []
         while len(items) < sizes[split]:
-            kind = KINDS[len(items) % len(KINDS)]
-            item = _make_item(kind, rng, (digit_images, digit_targets), pool)
-            if item is None:
-                continue
-            key = hashlib.sha1(item.image_png + item.question.encode()).hexdigest()
-            if key in seen:
-                continue
-            seen.add(key)
-            items.append(item)
+            if split == "train":
+                batch = _make_scene_items(rng, digit_data, pool)
+            else:
+                item = _make_item(KINDS[len(items) % len(KINDS)], rng, digit_data, pool)
+                batch = [item] if item else []
+            for item in batch[: sizes[split] - len(items)]:
+                key = hashlib.sha1(item.image_png + item.question.encode()).hexdigest()
+                if key not in seen:
+                    seen.add(key)
+                    items.append(item)
         out[split] = items
     return out
 
@@ -200,6 +236,8 @@ def build_dataset(sizes: dict[str, int] | None = None, seed: int = 0) -> Any:
             "question": datasets.Value("string"),
             "answer": datasets.Value("string"),
             "kind": datasets.Value("string"),
+            "cells": datasets.Sequence(datasets.Value("int32")),
+            "digit": datasets.Value("int32"),
         }
     )
     splits = {}
@@ -210,6 +248,8 @@ def build_dataset(sizes: dict[str, int] | None = None, seed: int = 0) -> Any:
             "question": [it.question for it in items],
             "answer": [it.answer for it in items],
             "kind": [it.kind for it in items],
+            "cells": [list(it.cells) for it in items],
+            "digit": [it.digit for it in items],
         }
         splits[split] = datasets.Dataset.from_dict(rows, features=features)
     return datasets.DatasetDict({s: splits[s] for s in SPLITS})
