@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 
@@ -47,9 +48,10 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 @app.command()
 @user_errors
-def run(recipe: Optional[Path] = typer.Argument(None, help="Recipe YAML to run."),
-        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Directory for runs (default: recipe's output)."),
-        resume: Optional[Path] = typer.Option(None, "--resume", help="Finish an interrupted run directory."),
+def run(recipe: Path | None = typer.Argument(None, help="Recipe YAML to run."),
+        output: Path | None = typer.Option(None, "--output", "-o",
+                                           help="Directory for runs (default: recipe's output)."),
+        resume: Path | None = typer.Option(None, "--resume", help="Finish an interrupted run directory."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Plain output, no progress bar.")) -> None:
     """Build every variant of RECIPE, measure it, write the report and print its path."""
     from harness.errors import ConfigError
@@ -82,7 +84,8 @@ def validate(recipes: list[Path] = typer.Argument(..., help="Recipe YAML files."
 
 @app.command("ls")
 @user_errors
-def list_registered(kind: Optional[str] = typer.Argument(None, help="steps, runtimes, metrics, suite kinds or suites")) -> None:
+def list_registered(
+        kind: str | None = typer.Argument(None, help="steps, runtimes, metrics, suite kinds or suites")) -> None:
     """List what is registered, one line each."""
     from harness.registries import ALL
     from harness.suites._spec import available, find_suite, load_suite
@@ -113,7 +116,8 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None
 @app.command("gate")
 @user_errors
 def gate_command(run_dir: Path = typer.Argument(..., help="A finished run directory."),
-                 junit: Optional[Path] = typer.Option(None, help="Where to write JUnit XML (default RUN_DIR/gate.junit.xml).")) -> None:
+                 junit: Path | None = typer.Option(
+                     None, help="Where to write JUnit XML (default RUN_DIR/gate.junit.xml).")) -> None:
     """Exit 0 if every gated variant met every target, 1 if not, 2 on bad input."""
     from harness.gate import gate
 
@@ -138,12 +142,14 @@ def history(output: Path = typer.Option(Path("reports"), help="The output direct
         raise HarnessError(f"no history database at '{db}'; run a recipe first or pass --output")
     for row in list_runs(db):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["started"] or 0))
-        typer.echo(f"{when}  {row['run_id']:<45} {row['recipe']:<16} variants {row['n_variants']} failed {row['n_failed']}")
+        typer.echo(f"{when}  {row['run_id']:<45} {row['recipe']:<16} "
+                   f"variants {row['n_variants']} failed {row['n_failed']}")
 
 
 @app.command()
 @user_errors
-def schema(output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file instead of stdout.")) -> None:
+def schema(output: Path | None = typer.Option(None, "--output", "-o",
+                                              help="Write to a file instead of stdout.")) -> None:
     """Print the recipe JSON Schema (for editor completion and validation)."""
     from harness.recipe import json_schema
 

@@ -29,7 +29,8 @@ class Check:
 def load_summary(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "results.json"
     if not path.exists():
-        raise RunDirError(f"'{run_dir}' has no results.json; it is not a finished run (try `harness run --resume {run_dir}`)")
+        raise RunDirError(f"'{run_dir}' has no results.json; it is not a finished run "
+                          f"(try `harness run --resume {run_dir}`)")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError:
@@ -42,7 +43,8 @@ def checks(summary: dict[str, Any]) -> list[Check]:
         if not variant.get("gate", True):
             continue
         if variant["status"] != "ok":
-            out.append(Check(variant["name"], "-", "ran", False, f"variant {variant['status']}: {variant.get('error')}"))
+            message = f"variant {variant['status']}: {variant.get('error')}"
+            out.append(Check(variant["name"], "-", "ran", False, message))
             continue
         for runtime, data in variant["runtimes"].items():
             for target, verdict in data.get("targets", {}).items():

@@ -7,6 +7,7 @@ is what the model itself costs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import sys
@@ -40,10 +41,8 @@ def main(argv: list[str]) -> None:
 
     runtime = RUNTIMES.get(runtime_name)()
     for module in getattr(runtime, "preload_modules", ("torchao.quantization",)):
-        try:
+        with contextlib.suppress(ImportError):
             __import__(module)
-        except ImportError:
-            pass
     from PIL import Image
 
     image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (120, 30, 200))

@@ -229,7 +229,8 @@ def _check_formats(steps: list[Any], runtimes: list[str], loc: Loc, where: Any) 
     for index, config in enumerate(steps):
         step = STEPS.get(config.kind)
         if step.consumes != fmt:
-            raise where((*loc, "steps", index), f"step '{config.kind}' needs a {step.consumes} model but gets {fmt}; reorder the steps")
+            raise where((*loc, "steps", index),
+                        f"step '{config.kind}' needs a {step.consumes} model but gets {fmt}; reorder the steps")
         fmt = step.produces
     for runtime in runtimes:
         accepts = RUNTIMES.get(runtime).accepts

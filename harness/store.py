@@ -34,25 +34,29 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _metrics(data: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(metric, value, ci) for the headline numbers of one variant on one runtime."""
+    out: list[tuple[str, Any, Any]] = []
+    for suite, acc in data.get("accuracy", {}).items():
+        out += [(f"{suite}.score", acc.get("score"), acc.get("ci")),
+                (f"{suite}.retention", acc.get("retention"), acc.get("retention_ci")),
+                (f"{suite}.agreement", acc.get("agreement"), None)]
+    latency = data.get("latency", {})
+    out += [("ttft_p50_ms", latency.get("ttft_p50_ms"), latency.get("ttft_p50_ci")),
+            ("decode_tokens_per_s_p50", latency.get("decode_tokens_per_s_p50"), latency.get("decode_tokens_per_s_ci")),
+            ("peak_memory_delta_mb", data.get("memory", {}).get("model_delta_mb"), None),
+            ("size_mb", data.get("size", {}).get("total_mb"), None)]
+    return out
+
+
 def flatten(summary: dict[str, Any]) -> list[tuple[str, str, str, float, float | None, float | None]]:
     rows = []
     for variant in summary["variants"]:
         for runtime, data in variant["runtimes"].items():
-            def add(metric: str, value: Any, ci: Any = None) -> None:
+            for metric, value, ci in _metrics(data):
                 if isinstance(value, (int, float)):
                     low, high = (ci or [None, None])[:2]
                     rows.append((variant["name"], runtime, metric, float(value), low, high))
-
-            for suite, acc in data.get("accuracy", {}).items():
-                add(f"{suite}.score", acc.get("score"), acc.get("ci"))
-                add(f"{suite}.retention", acc.get("retention"), acc.get("retention_ci"))
-                add(f"{suite}.agreement", acc.get("agreement"))
-            latency = data.get("latency", {})
-            add("ttft_p50_ms", latency.get("ttft_p50_ms"), latency.get("ttft_p50_ci"))
-            add("decode_tokens_per_s_p50", latency.get("decode_tokens_per_s_p50"),
-                latency.get("decode_tokens_per_s_ci"))
-            add("peak_memory_delta_mb", data.get("memory", {}).get("model_delta_mb"))
-            add("size_mb", data.get("size", {}).get("total_mb"))
     return rows
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,8 +43,10 @@ def lr_lambda(config: TrainConfig):  # noqa: ANN201 - returns a schedule functio
 
 
 def train(model: Any, batcher: Batcher, config: TrainConfig, progress: bool = True,
-          description: str = "training", extra_parameters: list[Any] | None = None) -> list[dict[str, float]]:
-    """Train in place; return the loss curve (one row per logged step)."""
+          description: str = "training", extra_parameters: list[Any] | None = None,
+          evaluate: Callable[[int], dict[str, float]] | None = None,
+          eval_every: int = 0) -> list[dict[str, float]]:
+    """Train in place; return the loss curve (one row per step, plus evaluation results)."""
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -80,7 +83,14 @@ def train(model: Any, batcher: Batcher, config: TrainConfig, progress: bool = Tr
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             value = float(loss.detach())
-            history.append({"step": step, "loss": value, "lr": scheduler.get_last_lr()[0]})
+            row = {"step": step, "loss": value, "lr": scheduler.get_last_lr()[0]}
+            if evaluate is not None and eval_every and (step + 1) % eval_every == 0:
+                model.eval()
+                row.update(evaluate(step))
+                model.train()
+                bar.console.print(f"  step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()
+                                                                     if k not in ("step", "lr")))
+            history.append(row)
             rate = (step + 1) * config.batch_size / (time.perf_counter() - start)
             bar.update(task, advance=1, loss=value, rate=rate)
     model.eval()

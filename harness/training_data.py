@@ -67,14 +67,16 @@ class VQABatcher:
     def enable_auxiliary(self, vision_channels: int, cell_classes: int, digit_classes: int) -> Any:
         """Dense deep supervision of the encoder from scene annotations (nano-VQA's `cells`/`digit`).
 
-        A linear head classifies every visual token's cell and one the pooled digit; the heads are
-        discarded after training. Returns them so the optimizer can include their parameters.
+        Linear heads classify every visual token's cell content and its grid position (so the
+        features carry where things are: the nano encoder has no positional encoding) and the
+        pooled digit; the heads are discarded after training. Returns them for the optimizer.
         """
         import torch
 
         if self.cells is None:
             raise DataError("auxiliary supervision needs 'cells' and 'digit' columns in the training data")
         self.aux_heads = torch.nn.ModuleDict({"cell": torch.nn.Linear(vision_channels, cell_classes),
+                                              "position": torch.nn.Linear(vision_channels, self.cells.shape[1]),
                                               "digit": torch.nn.Linear(vision_channels, digit_classes)})
         return self.aux_heads
 
@@ -102,6 +104,7 @@ class VQABatcher:
 
     def loss(self, model: Any, images: list[int]) -> Any:
         """Encode each image once, place its features in every row about it, return the LM loss."""
+        import torch
         import torch.nn.functional as F
 
         batch = self.batch(images)
@@ -118,6 +121,9 @@ class VQABatcher:
             if tokens.shape[1] == cells.shape[1]:
                 logits = self.aux_heads["cell"](tokens)
                 loss = loss + F.cross_entropy(logits.flatten(0, 1), cells.flatten(), ignore_index=-100)
+                where = self.aux_heads["position"](tokens).flatten(0, 1)
+                slots = torch.arange(tokens.shape[1]).repeat(tokens.shape[0])
+                loss = loss + F.cross_entropy(where, slots)
             digits = self.digits[images]
             if bool((digits >= 0).any()):
                 loss = loss + F.cross_entropy(self.aux_heads["digit"](tokens.mean(1)), digits, ignore_index=-100)

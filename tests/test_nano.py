@@ -42,3 +42,27 @@ def test_build_reproduces_the_shipped_accuracy(tmp_path, nano_dir):
     rebuilt = train_nano(tmp_path / "nano", progress=False)
     assert rebuilt["fingerprint"] == shipped["fingerprint"]
     assert rebuilt["test"]["exact_match"] == pytest.approx(shipped["test"]["exact_match"], abs=0.02)
+
+
+def test_cli_answers_a_question_about_an_image(tmp_path, nano_dir, test_items):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    item = next(row for row in test_items if row["kind"] == "count")
+    image = tmp_path / "scene.png"
+    item["image"].save(image)
+    result = CliRunner().invoke(app, ["reference", "ask", str(image), item["question"], "--model", str(nano_dir)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == item["answer"]
+    assert "TTFT" in result.stderr
+
+
+def test_cli_version():
+    from typer.testing import CliRunner
+
+    from harness import __version__
+    from harness.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output

@@ -153,8 +153,8 @@ def test_gate_passes_and_fails_on_targets(first_run, tmp_path):
 
 
 def test_resume_after_kill_recomputes_nothing_finished(tmp_path, nano_dir):
-    recipe = make_recipe(tmp_path, "- {name: base}\n- {name: slow, steps: [{kind: fault, mode: hang}]}\n- {name: last}\n",
-                         suites="[size]")
+    variants = "- {name: base}\n- {name: slow, steps: [{kind: fault, mode: hang}]}\n- {name: last}\n"
+    recipe = make_recipe(tmp_path, variants, suites="[size]")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(recipe), "-o", str(tmp_path / "out"),
                              "--no-progress"], env=env, start_new_session=True,
@@ -188,7 +188,8 @@ def test_two_runs_at_once_are_both_recorded(tmp_path, nano_dir):
     out = tmp_path / "out"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "harness.cli", "run", str(recipe), "-o", str(out), "--no-progress"]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err

@@ -145,3 +145,24 @@ def test_json_schema_lists_every_step():
     items = schema["$defs"]["VariantSpec"]["properties"]["steps"]["items"]["oneOf"]
     kinds = {s["properties"]["kind"]["const"] for s in items}
     assert kinds == set(STEPS.names())
+
+
+def test_impossible_step_runtime_pair(tmp_path):
+    """A runtime that cannot run what the steps produce is rejected before anything runs."""
+    from harness.registries import RUNTIMES
+
+    class OnnxOnly:
+        accepts = ("onnx",)
+
+    RUNTIMES.register("onnx-only-test", "test double")(OnnxOnly)
+    try:
+        message = error_of(tmp_path, """\
+            name: x
+            runtimes: [onnx-only-test]
+            variants:
+              - name: a
+                steps: [{kind: cast}]
+            """)
+        assert "runtime 'onnx-only-test' cannot run a torch artifact" in message
+    finally:
+        del RUNTIMES._entries["onnx-only-test"]

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "5"
 # 48 px = a 3x3 grid of 16 px cells, which is exactly the nano encoder's 3x3 visual tokens.
 IMAGE_SIZE = 48
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -178,12 +178,19 @@ def _make_scene_items(rng: random.Random, digit_data: tuple, pool: list[int]) ->
     img, objects = _scene(rng)
     png = _png(img)
     items = []
-    for kind in ("colour", "shape", "count", "spatial"):
+    for kind in ("colour", "shape", "count"):
         for _ in range(3):  # a few tries to find an object the question can be about
             asked = _ask(kind, rng, objects)
             if asked:
                 items.append(Item(png, *asked, kind, _cells(objects)))
                 break
+    # Every ordered pair in a row or column: relations are the slowest kind to learn, and asking
+    # both "a relative to b" and "b relative to a" teaches that word order matters.
+    for a in objects:
+        for b in objects:
+            if a is not b and _relation(a, b):
+                question = rng.choice(TEMPLATES["spatial"]).format(c1=a[0], s1=a[1], c2=b[0], s2=b[1])
+                items.append(Item(png, question, _relation(a, b) or "", "spatial", _cells(objects)))
     return items
 
 

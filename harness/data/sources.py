@@ -37,7 +37,8 @@ def load_split(spec: DatasetSpec, base_dir: Path | None = None) -> Any:
         if path.is_file():
             builder = LOCAL_BUILDERS.get(path.suffix)
             if builder is None:
-                raise DataError(f"dataset file '{path}': unsupported type '{path.suffix}'; use {sorted(LOCAL_BUILDERS)}")
+                raise DataError(f"dataset file '{path}': unsupported type '{path.suffix}'; "
+                                f"use {sorted(LOCAL_BUILDERS)}")
             return datasets.load_dataset(builder, data_files={spec.split: str(path)}, split=spec.split)
         if path.is_dir():
             return datasets.load_dataset(str(path), spec.config, split=spec.split)

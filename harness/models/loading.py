@@ -80,7 +80,8 @@ def _from_pretrained(name: str, revision: str | None, trust_remote_code: bool) -
     except (SafetensorError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, SafetensorError) or "safetensors" in first.lower() or "header" in first.lower():
-            raise ModelLoadError(f"weights in '{name}' are corrupt ({first}); rebuild or re-download the checkpoint") from None
+            raise ModelLoadError(
+                f"weights in '{name}' are corrupt ({first}); rebuild or re-download the checkpoint") from None
         if Path(name).exists():
             raise ModelLoadError(f"cannot load '{name}': {first}") from None
         raise ModelLoadError(

@@ -136,7 +136,8 @@ def render_report(run_dir: Path, summary: dict[str, Any]) -> Path:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["num"] = lambda x, d=2: "–" if x is None else f"{x:.{d}f}"
-    environment = json.loads((run_dir / "environment.json").read_text()) if (run_dir / "environment.json").exists() else {}
+    env_file = run_dir / "environment.json"
+    environment = json.loads(env_file.read_text()) if env_file.exists() else {}
     recipe_text = (run_dir / "recipe.yaml").read_text() if (run_dir / "recipe.yaml").exists() else ""
     html = env.get_template("report.html.j2").render(
         summary=summary, sections=sections, plotly_js=get_plotlyjs(), environment=environment,
