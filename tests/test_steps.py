@@ -112,7 +112,7 @@ def test_quantize_stores_int8_and_shrinks(tmp_path, images):
     with safe_open(str(tmp_path / "fp32" / "model.safetensors"), "pt") as f32, \
             safe_open(str(tmp_path / "int8" / "model.safetensors"), "pt") as f8:
         float_bytes = sum(f32.get_tensor(name).nbytes for name in manifest["packed"])
-        packed_bytes = sum(t.nbytes for name in manifest["packed"] for key in f8
+        packed_bytes = sum(t.nbytes for name in manifest["packed"] for key in f8.keys()  # noqa: SIM118 - safe_open is not iterable
                            if key.startswith(name + "::") for t in [f8.get_tensor(key)])
     assert packed_bytes <= 0.3 * float_bytes  # int8 values + per-row scales, not fp32
     assert any("Linear layers -> int8-weight-only" in n for n in notes)

@@ -1,7 +1,8 @@
 """Nano-VQA: a deterministic visual question answering set the nano reference learns.
 
 Scenes of coloured shapes on a 3x3 grid, and real handwritten digits from scikit-learn's bundled
-digits set. Question kinds: colour, shape, count, spatial relation and digit reading. Every
+digits set. Question kinds: colour, shape, count, spatial (of two objects sharing a row or a
+column, the colour of the one on the left / right / top / bottom) and digit reading. Every
 answer is one word, so exact match is a fair score and compression errors show up as wrong
 words. Splits are generated from one seeded stream with a shared set of seen (image, question)
 keys, so nothing repeats across splits; digit images come from disjoint index ranges per split.
@@ -15,7 +16,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-GENERATOR_VERSION = "5"
+GENERATOR_VERSION = "6"
 # 48 px = a 3x3 grid of 16 px cells, which is exactly the nano encoder's 3x3 visual tokens.
 IMAGE_SIZE = 48
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -38,13 +39,10 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "colour": ("what color is the {shape} ?", "which color does the {shape} have ?"),
     "shape": ("what shape is the {colour} object ?", "which shape is {colour} ?"),
     "count": ("how many objects are there ?", "how many shapes are in the image ?"),
-    "spatial": (
-        "where is the {c1} {s1} relative to the {c2} {s2} ?",
-        "on which side of the {c2} {s2} is the {c1} {s1} ?",
-    ),
+    "spatial": ("what color is the object on the {side} ?", "which color does the {side} object have ?"),
     "digit": ("what digit is written ?", "which number is shown ?"),
 }
-RELATION_WORDS = ("left", "right", "above", "below")
+SIDES = ("left", "right", "top", "bottom")
 
 
 @dataclass(frozen=True)
@@ -130,12 +128,17 @@ def _digit_scene(rng: random.Random, images: Any, targets: Any, pool: list[int])
     return img, str(int(targets[idx]))
 
 
-def _relation(a: tuple, b: tuple) -> str | None:
-    """Relation of object a to b when it is unambiguous (same row or same column)."""
+def _sides(objects: list[tuple]) -> dict[str, tuple] | None:
+    """For two objects sharing a row or a column: which one is on which side."""
+    if len(objects) != 2:
+        return None
+    a, b = objects
     if a[2] == b[2]:
-        return "left" if a[3] < b[3] else "right"
+        left, right = (a, b) if a[3] < b[3] else (b, a)
+        return {"left": left, "right": right}
     if a[3] == b[3]:
-        return "above" if a[2] < b[2] else "below"
+        top, bottom = (a, b) if a[2] < b[2] else (b, a)
+        return {"top": top, "bottom": bottom}
     return None
 
 
@@ -151,11 +154,11 @@ def _ask(kind: str, rng: random.Random, objects: list[tuple]) -> tuple[str, str]
     if kind == "shape":
         unique = sum(o[0] == obj[0] for o in objects) == 1
         return (template.format(colour=obj[0]), obj[1]) if unique else None
-    others = [o for o in objects if o is not obj and _relation(obj, o)]
-    if not others:
+    sides = _sides(objects)
+    if not sides:
         return None
-    other = rng.choice(others)
-    return template.format(c1=obj[0], s1=obj[1], c2=other[0], s2=other[1]), _relation(obj, other) or ""
+    side = rng.choice(list(sides))
+    return template.format(side=side), sides[side][0]
 
 
 def _make_item(kind: str, rng: random.Random, digit_data: tuple, pool: list[int]) -> Item | None:
@@ -176,6 +179,8 @@ def _make_scene_items(rng: random.Random, digit_data: tuple, pool: list[int]) ->
         return [Item(png, template, answer, "digit", (IGNORE,) * 9, int(answer))
                 for template in TEMPLATES["digit"]]
     img, objects = _scene(rng)
+    while rng.random() < 0.3 and not _sides(objects):  # more aligned pairs: spatial is the rarest kind
+        img, objects = _scene(rng)
     png = _png(img)
     items = []
     for kind in ("colour", "shape", "count"):
@@ -184,13 +189,10 @@ def _make_scene_items(rng: random.Random, digit_data: tuple, pool: list[int]) ->
             if asked:
                 items.append(Item(png, *asked, kind, _cells(objects)))
                 break
-    # Every ordered pair in a row or column: relations are the slowest kind to learn, and asking
-    # both "a relative to b" and "b relative to a" teaches that word order matters.
-    for a in objects:
-        for b in objects:
-            if a is not b and _relation(a, b):
-                question = rng.choice(TEMPLATES["spatial"]).format(c1=a[0], s1=a[1], c2=b[0], s2=b[1])
-                items.append(Item(png, question, _relation(a, b) or "", "spatial", _cells(objects)))
+    # Both sides of an aligned pair: the contrast teaches which way "left" / "top" point.
+    for side, obj in (_sides(objects) or {}).items():
+        question = rng.choice(TEMPLATES["spatial"]).format(side=side)
+        items.append(Item(png, question, obj[0], "spatial", _cells(objects)))
     return items
 
 
@@ -222,7 +224,7 @@ def generate_items(sizes: dict[str, int] | None = None, seed: int = 0) -> dict[s
 
 def vocabulary() -> list[str]:
     """Every word a question or answer can contain (the nano tokenizer's vocabulary)."""
-    words: set[str] = set(COLOURS) | set(SHAPES) | set(COUNT_WORDS) | set(RELATION_WORDS)
+    words: set[str] = set(COLOURS) | set(SHAPES) | set(COUNT_WORDS) | set(SIDES)
     words |= {str(d) for d in range(10)}
     for templates in TEMPLATES.values():
         for template in templates:
