@@ -45,10 +45,8 @@ def main(argv: list[str]) -> None:
                    "transformers.models.clip.image_processing_clip", "timm.models.fastvit", "torchao.quantization",
                    "safetensors.torch", "harness.artifacts", "harness.models.fastvlm",
                    *getattr(runtime, "preload_modules", ())):
-        try:
+        with contextlib.suppress(ImportError):
             __import__(module)
-        except ImportError:
-            pass
     STEPS.names()  # imports every step module
     torch.ones(64, 64) @ torch.ones(64, 64)
     from PIL import Image

@@ -43,6 +43,4 @@ class Cast(Step):
             for module in model.component_modules(component).values():
                 module.to(dtype)
                 module.register_forward_pre_hook(_cast_inputs(dtype), with_kwargs=True)
-        if "llm" in self.targets(config):
-            model.model.model.language_model.config.dtype = dtype
         ctx.note(f"{', '.join(self.targets(config))} cast to {config.dtype}")
