@@ -48,6 +48,7 @@ def _scatter(variants: list[dict], runtime: str, x_key: str, x_label: str, limit
     import plotly.graph_objects as go
 
     fig = go.Figure()
+    x_max = limit or 0.0
     for group, symbol in ((False, "circle"), (True, "x")):
         names, xs, ys, errs = [], [], [], []
         for v in variants:
@@ -58,6 +59,7 @@ def _scatter(variants: list[dict], runtime: str, x_key: str, x_label: str, limit
             xs.append(vals[x_key].point)
             ys.append(vals["accuracy"].point)
             errs.append((vals["accuracy"].high - vals["accuracy"].point, vals["accuracy"].point - vals["accuracy"].low))
+        x_max = max([x_max, *xs])
         fig.add_trace(go.Scatter(
             x=xs, y=ys, mode="markers+text", text=names, textposition="top center",
             name="dominated" if group else "Pareto frontier", marker={"symbol": symbol, "size": 11},
@@ -67,8 +69,11 @@ def _scatter(variants: list[dict], runtime: str, x_key: str, x_label: str, limit
     if min_retention is not None and baseline_score:
         fig.add_hline(y=min_retention * baseline_score, line_dash="dot", line_color="crimson",
                       annotation_text=f"{min_retention:.0%} of baseline")
+    # Explicit ranges: every point and the target line stay in view.
+    fig.update_xaxes(range=[0, x_max * 1.15 or 1])
+    fig.update_yaxes(range=[0, 1.05])
     fig.update_layout(title=f"accuracy vs {x_label}", xaxis_title=x_label, yaxis_title="accuracy",
-                      height=420, margin={"t": 50, "l": 50, "r": 20, "b": 40})
+                      width=580, height=420, margin={"t": 50, "l": 50, "r": 20, "b": 40})
     return fig.to_html(full_html=False, include_plotlyjs=False)
 
 
@@ -81,7 +86,7 @@ def _ttft_breakdown(variants: list[dict], runtime: str) -> str:
                          ("prefill_p50_ms", "prefill")):
         fig.add_trace(go.Bar(name=label, x=[v["name"] for v in ok],
                              y=[v["runtimes"][runtime]["latency"][stage] for v in ok]))
-    fig.update_layout(barmode="stack", title="time to first token (p50, ms)", yaxis_title="ms", height=380,
+    fig.update_layout(barmode="stack", title="time to first token (p50, ms)", yaxis_title="ms", width=580, height=420,
                       margin={"t": 50, "l": 50, "r": 20, "b": 40})
     return fig.to_html(full_html=False, include_plotlyjs=False)
 
