@@ -140,7 +140,13 @@ def history(output: Path = typer.Option(Path("reports"), help="The output direct
     db = output / "history.sqlite"
     if not db.exists():
         raise HarnessError(f"no history database at '{db}'; run a recipe first or pass --output")
-    for row in list_runs(db):
+    import sqlite3
+
+    try:
+        rows = list_runs(db)
+    except sqlite3.DatabaseError as exc:
+        raise HarnessError(f"history database '{db}' is unusable ({exc}); move it aside to start a new one") from None
+    for row in rows:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["started"] or 0))
         typer.echo(f"{when}  {row['run_id']:<45} {row['recipe']:<16} "
                    f"variants {row['n_variants']} failed {row['n_failed']}")

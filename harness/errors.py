@@ -48,10 +48,6 @@ class RunDirError(HarnessError):
     """A path given as a run directory is not a usable run."""
 
 
-class VariantTimeout(Exception):
-    """A variant's worker ran past its time limit (recorded, not raised to the user)."""
-
-
 def require(module: str, extra: str, feature: str):  # noqa: ANN201 - returns a module
     """Import an optional dependency or raise a one-line `MissingExtraError`."""
     import importlib

@@ -86,13 +86,3 @@ def list_runs(path: Path) -> list[dict[str, Any]]:
                            "FROM runs ORDER BY started")
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
-
-
-def trend(path: Path, recipe: str, metric: str) -> list[dict[str, Any]]:
-    with connect(path) as conn:
-        cur = conn.execute(
-            "SELECT r.run_id, r.started, m.variant, m.runtime, m.value, m.ci_low, m.ci_high "
-            "FROM measurements m JOIN runs r USING (run_id) WHERE r.recipe = ? AND m.metric = ? "
-            "ORDER BY r.started", (recipe, metric))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]

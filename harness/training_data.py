@@ -19,7 +19,7 @@ REQUIRED_COLUMNS = ("image", "question", "answer")
 class VQABatcher:
     """Batches are drawn by image: `len()` counts distinct images, `loss()` takes image indices."""
 
-    def __init__(self, processor: Any, dataset: Any, seed: int = 0, chunk: int = 512) -> None:
+    def __init__(self, processor: Any, dataset: Any, chunk: int = 512) -> None:
         import torch
 
         missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]

@@ -98,3 +98,9 @@ def test_console_script_exit_code_and_single_line(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "file not found" in proc.stderr
+
+
+def test_corrupt_history_database(tmp_path):
+    (tmp_path / "history.sqlite").write_bytes(b"this is not a database" * 100)
+    result = runner.invoke(app, ["history", "--output", str(tmp_path)])
+    one_line_error(result, "is unusable")

@@ -166,3 +166,10 @@ def test_impossible_step_runtime_pair(tmp_path):
         assert "runtime 'onnx-only-test' cannot run a torch artifact" in message
     finally:
         del RUNTIMES._entries["onnx-only-test"]
+
+
+def test_published_schema_is_current():
+    """docs/recipe.schema.json is what `harness schema` prints (regenerate with `harness schema -o`)."""
+    import json
+
+    assert json.loads((ROOT / "docs" / "recipe.schema.json").read_text()) == json_schema()

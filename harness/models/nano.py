@@ -164,7 +164,7 @@ def train_nano(out_dir: Path, progress: bool = True, train_overrides: dict | Non
     processor = build_processor()
     model = build_model(build_config(processor.tokenizer), seed=settings["seed"])
     start = time.perf_counter()
-    batcher = VQABatcher(processor, load_nano_vqa("train"), seed=settings["seed"])
+    batcher = VQABatcher(processor, load_nano_vqa("train"))
     heads = batcher.enable_auxiliary(model.config.vision_config.hidden_size, EMPTY_CELL + 1, 10)
     config = TrainConfig(steps=settings["steps"], batch_size=settings["batch_size"],
                          lr=settings["lr"], warmup=settings["warmup"],
