@@ -22,6 +22,8 @@ class VQABatcher:
     def __init__(self, processor: Any, dataset: Any, chunk: int = 512) -> None:
         import torch
 
+        from harness.models.fastvlm import chat_prompts
+
         missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
         if missing:
             raise DataError(f"training data lacks column(s) {missing}; it needs {list(REQUIRED_COLUMNS)}")
@@ -33,10 +35,7 @@ class VQABatcher:
         image_ids: dict[str, int] = {}
         for begin in range(0, len(dataset), chunk):
             rows = dataset[begin : begin + chunk]
-            messages = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}]
-                        for q in rows["question"]]
-            prompts = [processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
-                       for m in messages]
+            prompts = chat_prompts(processor, rows["question"])
             texts = [p + str(a) + end for p, a in zip(prompts, rows["answer"])]
             images = [img.convert("RGB") for img in rows["image"]]
             out = processor(images=images, text=texts, padding=True, return_tensors="pt")

@@ -83,14 +83,7 @@ class LoadedModel:
 
     # --- inputs -------------------------------------------------------------------------
     def prompts(self, questions: list[str]) -> list[str]:
-        messages = [
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}]
-            for q in questions
-        ]
-        return [
-            self.processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
-            for m in messages
-        ]
+        return chat_prompts(self.processor, questions)
 
     def prepare(self, images: list[Any], questions: list[str]) -> Any:
         """Image preprocessing + tokenization, left-padded for batched decoding."""
@@ -178,6 +171,13 @@ class LoadedModel:
             self.component_modules(component).values() if component else [self.model]
         )
         return sum(p.numel() for m in modules for p in m.parameters())
+
+
+def chat_prompts(processor: Any, questions: list[str]) -> list[str]:
+    """One user turn (image + question) per question, ending where the assistant answers."""
+    return [processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}],
+        add_generation_prompt=True, tokenize=False) for q in questions]
 
 
 def _cut_at_eos(row: list[int], eos: list[int]) -> list[int]:
