@@ -18,7 +18,8 @@ from typing import Any
 
 GENERATOR_VERSION = "6"
 # 48 px = a 3x3 grid of 16 px cells, which is exactly the nano encoder's 3x3 visual tokens.
-IMAGE_SIZE = 48
+GRID = 3
+IMAGE_SIZE = 16 * GRID
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),
     "green": (40, 200, 60),
@@ -33,6 +34,7 @@ KINDS = ("colour", "shape", "count", "spatial", "digit")
 SPLITS = ("train", "validation", "test")
 IGNORE = -100
 EMPTY_CELL = len(COLOURS) * len(SHAPES)  # 18: cell classes are 18 colour-shape pairs + empty
+NO_CELLS = (IGNORE,) * GRID * GRID  # digit scenes have no cell annotation
 DEFAULT_SIZES = {"train": 40000, "validation": 400, "test": 600}
 
 TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -57,9 +59,9 @@ class Item:
 
 def _cells(objects: list[tuple[str, str, int, int]]) -> tuple[int, ...]:
     """Scene annotation for dense auxiliary supervision of the encoder (one label per 16 px cell)."""
-    labels = [EMPTY_CELL] * 9
+    labels = [EMPTY_CELL] * GRID * GRID
     for colour, shape, row, col in objects:
-        labels[row * 3 + col] = list(COLOURS).index(colour) * len(SHAPES) + SHAPES.index(shape)
+        labels[row * GRID + col] = list(COLOURS).index(colour) * len(SHAPES) + SHAPES.index(shape)
     return tuple(labels)
 
 
@@ -99,12 +101,12 @@ def _scene(rng: random.Random) -> tuple[Any, list[tuple[str, str, int, int]]]:
     img = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (0, 0, 0))
     draw = ImageDraw.Draw(img)
     n = rng.randint(1, 4)
-    cells = rng.sample(range(9), n)
+    cells = rng.sample(range(GRID * GRID), n)
     pairs = rng.sample([(c, s) for c in COLOURS for s in SHAPES], n)
     objects = []
-    cell = IMAGE_SIZE // 3
+    cell = IMAGE_SIZE // GRID
     for (colour, shape), index in zip(pairs, cells):
-        row, col = divmod(index, 3)
+        row, col = divmod(index, GRID)
         size = rng.randint(9, 13)
         x0 = col * cell + rng.randint(1, cell - size - 1)
         y0 = row * cell + rng.randint(1, cell - size - 1)
@@ -165,7 +167,7 @@ def _make_item(kind: str, rng: random.Random, digit_data: tuple, pool: list[int]
     """One question of a given kind about a fresh scene (evaluation splits: kinds balanced)."""
     if kind == "digit":
         img, answer = _digit_scene(rng, *digit_data, pool)
-        return Item(_png(img), rng.choice(TEMPLATES["digit"]), answer, kind, (IGNORE,) * 9, int(answer))
+        return Item(_png(img), rng.choice(TEMPLATES["digit"]), answer, kind, NO_CELLS, int(answer))
     img, objects = _scene(rng)
     asked = _ask(kind, rng, objects)
     return Item(_png(img), *asked, kind, _cells(objects)) if asked else None
@@ -176,7 +178,7 @@ def _make_scene_items(rng: random.Random, digit_data: tuple, pool: list[int]) ->
     if rng.random() < 1 / 3:
         img, answer = _digit_scene(rng, *digit_data, pool)
         png = _png(img)
-        return [Item(png, template, answer, "digit", (IGNORE,) * 9, int(answer))
+        return [Item(png, template, answer, "digit", NO_CELLS, int(answer))
                 for template in TEMPLATES["digit"]]
     img, objects = _scene(rng)
     while rng.random() < 0.3 and not _sides(objects):  # more aligned pairs: spatial is the rarest kind

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.data.nano_vqa import IMAGE_SIZE
+
 NANO_VERSION = "2"
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>"]
 # Qwen-style turns. Text parts are rendered before image parts: the visual tokens come after the
@@ -29,8 +31,7 @@ CHAT_TEMPLATE = (
     "{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-IMAGE_SIZE = 48
-PATCH = 16
+PATCH = 16  # the nano encoder downsamples 16x: one visual token per 16 px grid cell
 VISION_ARGS = {
     "layers": [1, 2, 2],
     "embed_dims": [16, 32, 64],
