@@ -82,7 +82,7 @@ def load_variant(path: Path) -> Any:
     loaded = LoadedModel(model=model, processor=processor, source=manifest["base"]["source"],
                          random_weights=manifest["base"].get("random_weights", False),
                          meta={"path": str(path)})
-    ctx = StepContext(replay=True)
+    ctx = StepContext(replay=True, records=[dict(r) for r in manifest.get("step_records", [])])
     for raw in manifest["steps"]:
         apply_step(raw, loaded, ctx)
     try:

@@ -55,7 +55,7 @@ def build(payload: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     base = payload["base"]
     loaded = load_model(base["model"], base.get("revision"), base.get("trust_remote_code", False))
     base_config = loaded.model.config.to_dict()
-    ctx = StepContext(replay=False)
+    ctx = StepContext(replay=False, data_dir=Path(payload["recipe_dir"]) if payload.get("recipe_dir") else None)
     for raw in payload["steps"]:
         apply_step(raw, loaded, ctx)
     seconds = time.perf_counter() - start
@@ -63,6 +63,7 @@ def build(payload: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     manifest = {"base": {"model": base["model"], "source": loaded.source,
                          "random_weights": loaded.random_weights},
                 "base_config": base_config, "steps": payload["steps"], "notes": ctx.notes,
+                "step_records": ctx.records,
                 "build_seconds": seconds, "key": key}
     save_variant(loaded, tmp, manifest)
     try:

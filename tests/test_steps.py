@@ -19,15 +19,16 @@ def apply(loaded, raw):
     return ctx
 
 
-def build_and_save(tmp_path, steps):
-    loaded = build_tiny()
+def build_and_save(tmp_path, steps, loaded=None):
+    """Apply `steps` as the worker does (one context, records saved) and save the variant."""
+    loaded = loaded or build_tiny()
     base_config = loaded.model.config.to_dict()
-    notes = []
+    ctx = StepContext()
     for raw in steps:
-        notes += apply(loaded, raw).notes
+        apply_step(raw, loaded, ctx)
     save_variant(loaded, tmp_path, {"base": {"model": "tiny", "source": "tiny"}, "base_config": base_config,
-                                    "steps": steps, "notes": notes})
-    return loaded, notes
+                                    "steps": steps, "notes": ctx.notes, "step_records": ctx.records})
+    return loaded, ctx.notes
 
 
 def test_every_step_has_an_example_and_a_description():

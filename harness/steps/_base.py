@@ -5,12 +5,15 @@ pure data (validated when a recipe is read, before torch is imported); ``apply``
 on a loaded model. ``consumes``/``produces`` name artifact formats so the planner can reject an
 impossible recipe before anything runs. When a saved variant is loaded again, its steps are
 *replayed* on a skeleton (``ctx.replay``): a step must then rebuild the structure only, since
-the saved weights are loaded afterwards.
+the saved weights are loaded afterwards. A decision that replay cannot re-derive without data
+(which heads a pruner removed, the bits a sensitivity search chose) goes into ``ctx.record``:
+a per-step dict saved in the variant manifest and handed back, unchanged, on replay.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -33,11 +36,20 @@ class StepContext:
     """What a step may use besides the model."""
 
     replay: bool = False
-    calibration: Any = None  # callable returning a list of processed batches, when a suite offers one
+    #: Where relative dataset paths in step configs are resolved (the recipe's folder).
+    data_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    #: One JSON-able dict per applied step, in order; saved with the variant (see module doc).
+    records: list[dict[str, Any]] = field(default_factory=list)
+    applied: int = 0
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The running step's record: fill it when building, read it when replaying."""
+        return self.records[self.applied - 1]
 
 
 class Step:
@@ -62,4 +74,11 @@ def apply_step(raw: dict[str, Any], model: Any, ctx: StepContext) -> None:
     from harness.registries import STEPS
 
     step_cls = STEPS.get(raw["kind"])
-    step_cls().apply(step_cls.Config.model_validate(raw), model, ctx)
+    config = step_cls.Config.model_validate(raw)
+    ctx.applied += 1
+    if ctx.replay:
+        while len(ctx.records) < ctx.applied:  # variants saved before records existed
+            ctx.records.append({})
+    else:
+        ctx.records.append({})
+    step_cls().apply(config, model, ctx)
