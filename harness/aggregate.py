@@ -34,8 +34,14 @@ def paired(base_items: list[dict], items: list[dict]) -> dict[str, Any]:
     ok = [v["score"] >= 1.0 for _, v in pairs]
     point, low, high = retention_ci(base_ok, ok)
     agreement = sum(b["prediction"].strip().lower() == v["prediction"].strip().lower() for b, v in pairs)
+    by_group: dict[str, Any] = {}
+    for group in sorted({str(v.get("group")) for _, v in pairs if v.get("group") is not None}):
+        chosen = [(b["score"] >= 1.0, v["score"] >= 1.0) for b, v in pairs if str(v.get("group")) == group]
+        g_point, g_low, g_high = retention_ci([b for b, _ in chosen], [v for _, v in chosen])
+        by_group[group] = {"retention": g_point, "retention_ci": [g_low, g_high], "n": len(chosen)}
     return {"n_paired": len(pairs), "retention": point, "retention_ci": [low, high],
-            "mcnemar": mcnemar_exact(base_ok, ok), "agreement": agreement / len(pairs)}
+            "mcnemar": mcnemar_exact(base_ok, ok), "agreement": agreement / len(pairs),
+            "group_retention": by_group}
 
 
 def summarize_variant(result: dict[str, Any], runtime: str, baseline: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +75,9 @@ def summarize_variant(result: dict[str, Any], runtime: str, baseline: dict[str, 
             summary["memory"] = {"peak_rss_mb": data["peak_rss_mb"], "model_delta_mb": data["model_delta_mb"],
                                  "model_delta_range_mb": data["model_delta_range_mb"]}
         elif kind == "size":
-            summary["size"] = {"total_mb": data["total_mb"], "weights_mb": data["weights_mb"]}
+            summary["size"] = {"total_mb": data["total_mb"], "weights_mb": data["weights_mb"],
+                               "files": data.get("files", []),
+                               **{k: data[k] for k in ("storage_format", "llm_weight_bytes") if k in data}}
     return summary
 
 

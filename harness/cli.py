@@ -116,22 +116,29 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None
 @app.command("gate")
 @user_errors
 def gate_command(run_dir: Path = typer.Argument(..., help="A finished run directory."),
+                 baseline: str | None = typer.Option(
+                     None, help="A baseline run directory or a name stored with `harness baseline set`: "
+                                "significant regressions against it fail the gate."),
                  junit: Path | None = typer.Option(
-                     None, help="Where to write JUnit XML (default RUN_DIR/gate.junit.xml).")) -> None:
-    """Exit 0 if every gated variant met every target, 1 if not, 2 on bad input."""
+                     None, help="Where to write JUnit XML (default RUN_DIR/gate.junit.xml)."),
+                 markdown: Path | None = typer.Option(
+                     None, help="Append a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).")) -> None:
+    """Exit 0 if every gated variant met every target (and did not regress), 1 if not, 2 on bad input."""
     from harness.gate import gate
 
-    code, results = gate(run_dir, junit)
+    code, results, warnings = gate(run_dir, junit, baseline, markdown)
+    for warning in warnings:
+        typer.secho(f"warning: {warning}", fg="yellow")
     for check in results:
-        mark = "PASS" if check.ok else "FAIL"
-        typer.echo(f"{mark}  {check.variant:<20} {check.runtime:<12} {check.message}")
+        typer.echo(f"{check.mark}  {check.variant:<20} {check.runtime:<12} {check.message}")
     typer.echo("gate: passed" if code == 0 else "gate: FAILED")
     raise typer.Exit(code)
 
 
 @app.command()
 @user_errors
-def history(output: Path = typer.Option(Path("reports"), help="The output directory holding history.sqlite.")) -> None:
+def history(output: Path = typer.Option(Path("reports"), help="The output directory holding history.sqlite."),
+            recipe: str | None = typer.Option(None, help="Only runs of this recipe.")) -> None:
     """List recorded runs from the history database."""
     import time
 
@@ -147,6 +154,8 @@ def history(output: Path = typer.Option(Path("reports"), help="The output direct
     except sqlite3.DatabaseError as exc:
         raise HarnessError(f"history database '{db}' is unusable ({exc}); move it aside to start a new one") from None
     for row in rows:
+        if recipe and row["recipe"] != recipe:
+            continue
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["started"] or 0))
         typer.echo(f"{when}  {row['run_id']:<45} {row['recipe']:<16} "
                    f"variants {row['n_variants']} failed {row['n_failed']}")
@@ -198,6 +207,8 @@ def reference_ask(image: Path = typer.Argument(..., help="An image file."),
     typer.echo(f"(TTFT {t.ttft_ms:.1f} ms = preprocess {t.preprocess_ms:.1f} + vision {t.vision_ms:.1f} "
                f"+ prefill {t.prefill_ms:.1f}; {len(t.decode_ms)} decode steps)", err=True)
 
+
+import harness.cli_results  # noqa: E402,F401 - registers compare, baseline, export
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

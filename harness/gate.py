@@ -1,7 +1,10 @@
-"""The CI gate: exit 0 when every gated variant ran and met every target, 1 otherwise.
+"""The CI gate: exit 0 when every gated variant ran, met every target and (with a baseline) did
+not significantly regress; 1 otherwise; 2 on bad input (see docs/ci.md).
 
-A target that could not be measured fails the gate (an unmeasured budget is not a met one).
-Writes JUnit XML (one testcase per variant × runtime × target) for CI systems to display.
+A target that could not be measured fails the gate (an unmeasured budget is not a met one). A
+metric that cannot be compared with the baseline is reported as *skipped* with its reason — it
+neither passes nor fails silently. Writes JUnit XML (one testcase per variant × runtime × check)
+and, on request, a Markdown summary for CI job pages.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ class Check:
     target: str
     ok: bool
     message: str
+    skipped: bool = False
+
+    @property
+    def mark(self) -> str:
+        return "SKIP" if self.skipped else "PASS" if self.ok else "FAIL"
 
 
 def load_summary(run_dir: Path) -> dict[str, Any]:
@@ -59,12 +67,31 @@ def checks(summary: dict[str, Any]) -> list[Check]:
     return out
 
 
+def regression_checks(summary: dict[str, Any], comparison: Any) -> list[Check]:
+    """One check per compared metric of every gated variant (regressions fail, the rest pass or skip)."""
+    from harness.compare import NEW, NOT_COMPARABLE, REGRESSION
+
+    gated = {v["name"] for v in summary["variants"] if v.get("gate", True)}
+    out = []
+    for c in comparison.changes:
+        if c.variant not in gated:
+            continue
+        detail = f"{c.old:.4g} -> {c.new:.4g} ({c.change}" if c.old is not None and c.new is not None else "("
+        p = f", p={c.p_value:.2g}" if c.p_value is not None else ""
+        message = f"vs baseline {comparison.old_run}: {c.metric} {c.verdict} {detail}{p}) {c.note}".replace(" ()", "")
+        out.append(Check(c.variant, c.runtime, f"regression:{c.metric}", c.verdict != REGRESSION, message,
+                         skipped=c.verdict in (NOT_COMPARABLE, NEW)))
+    return out
+
+
 def write_junit(results: list[Check], path: Path) -> None:
     suite = ET.Element("testsuite", name="harness-gate", tests=str(len(results)),
-                       failures=str(sum(not c.ok for c in results)))
+                       failures=str(sum(not c.ok for c in results)), skipped=str(sum(c.skipped for c in results)))
     for check in results:
         case = ET.SubElement(suite, "testcase", classname=f"{check.variant}.{check.runtime}", name=check.target)
-        if not check.ok:
+        if check.skipped:
+            ET.SubElement(case, "skipped", message=check.message)
+        elif not check.ok:
             ET.SubElement(case, "failure", message=check.message).text = check.message
         else:
             ET.SubElement(case, "system-out").text = check.message
@@ -72,7 +99,59 @@ def write_junit(results: list[Check], path: Path) -> None:
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
 
-def gate(run_dir: Path, junit: Path | None = None) -> tuple[int, list[Check]]:
-    results = checks(load_summary(run_dir))
+def markdown(results: list[Check], run_id: str, code: int, warnings: list[str]) -> str:
+    """A CI job summary: verdict first, then failures, then everything else."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    failed = [c for c in results if not c.ok]
+    lines = [f"## harness gate: {'passed' if code == EXIT_PASS else 'FAILED'} — run `{run_id}`", "",
+             f"{len(results)} checks, {len(failed)} failed, {sum(c.skipped for c in results)} skipped.", ""]
+    lines += [f"> warning: {cell(w)}" for w in warnings]
+    lines += ["", "| result | variant | runtime | check | detail |", "|---|---|---|---|---|"]
+    for c in sorted(results, key=lambda c: (c.ok, c.skipped)):
+        lines.append(f"| {c.mark} | {cell(c.variant)} | {cell(c.runtime)} | {cell(c.target)} | {cell(c.message)} |")
+    return "\n".join(lines) + "\n"
+
+
+def resolve_baseline(run_dir: Path, baseline: str) -> Path:
+    """A run directory as given, or a name stored with `harness baseline set`."""
+    import sqlite3
+
+    from harness.store import get_baseline, history_path, list_baselines
+
+    path = Path(baseline)
+    if path.is_dir():
+        return path
+    db = history_path(run_dir)
+    try:
+        found = get_baseline(db, baseline) if db.exists() else None
+        names = [b["name"] for b in list_baselines(db)] if db.exists() else []
+    except sqlite3.DatabaseError as exc:
+        raise RunDirError(f"history database '{db}' is unusable ({exc}); "
+                          "give the baseline as a run directory") from None
+    if found is None:
+        raise RunDirError(f"baseline '{baseline}' is neither a run directory nor a stored baseline name "
+                          f"(stored: {names or 'none'}); use `harness baseline set NAME RUN_DIR`")
+    return Path(found["path"])
+
+
+def gate(run_dir: Path, junit: Path | None = None, baseline: str | None = None,
+         markdown_path: Path | None = None) -> tuple[int, list[Check], list[str]]:
+    """Run every check; return the exit code, the checks and warnings about the comparison."""
+    from harness.compare import compare_runs
+
+    summary = load_summary(run_dir)
+    results = checks(summary)
+    warnings: list[str] = []
+    if baseline is not None:
+        comparison = compare_runs(resolve_baseline(run_dir, baseline), run_dir)
+        results += regression_checks(summary, comparison)
+        warnings = comparison.warnings
     write_junit(results, junit or run_dir / "gate.junit.xml")
-    return (EXIT_PASS if all(c.ok for c in results) else EXIT_FAIL), results
+    code = EXIT_PASS if all(c.ok for c in results) else EXIT_FAIL
+    if markdown_path is not None:
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        with markdown_path.open("a", encoding="utf-8") as handle:  # append: $GITHUB_STEP_SUMMARY is shared
+            handle.write(markdown(results, summary["run_id"], code, warnings))
+    return code, results, warnings

@@ -43,6 +43,20 @@ class Targets(Strict):
     min_retention: float | None = Field(0.95, ge=0, le=2)
 
 
+class RegressionPolicy(Strict):
+    """When `harness compare` / `harness gate --baseline` call a change a regression.
+
+    A change must be both large (beyond the ratio or drop) and significant (p < alpha), so
+    noise alone never fails a build and a tiny, real slow-down does not either.
+    """
+
+    alpha: float = Field(0.01, gt=0, lt=1, description="significance level of the tests")
+    latency_ratio: float = Field(1.10, ge=1, description="median time ratio (new/old) above which a slow-down counts")
+    accuracy_drop: float = Field(0.0, ge=0, le=1, description="absolute score drop that must be exceeded")
+    memory_ratio: float = Field(1.10, ge=1, description="peak-memory ratio above which growth counts")
+    size_ratio: float = Field(1.01, ge=1, description="size ratio above which growth counts")
+
+
 class VariantSpec(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     steps: list[dict[str, Any]] = Field(default_factory=list)
@@ -75,6 +89,7 @@ class RecipeSpec(Strict):
     runtimes: list[str] = Field(default_factory=lambda: ["torch-eager"])
     suites: list[str] = Field(default_factory=lambda: ["nano-vqa", "latency", "memory", "size"])
     targets: Targets = Field(default_factory=Targets)
+    regression: RegressionPolicy = Field(default_factory=RegressionPolicy)
     output: str = "reports"
     variant_timeout_s: float = Field(1800, gt=0)
     seed: int = 0

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.compare import REPORT_VERSION
 from harness.errors import ConfigError, RunDirError
 from harness.recipe import Recipe, load_recipe
 
@@ -85,7 +86,7 @@ def run(recipe_path: Path | None = None, output: Path | None = None, resume: Pat
         manifest = {"run_id": run_dir.name, "recipe": recipe.spec.name,
                     "recipe_path": str(recipe_path.resolve()), "started": time.time(),
                     "variants": [v.name for v in recipe.variants], "baseline": recipe.baseline,
-                    "suites": suites, "report_version": 1}
+                    "suites": suites, "report_version": REPORT_VERSION}
         (run_dir / RUN_MANIFEST).write_text(json.dumps(manifest, indent=2))
         (run_dir / "environment.json").write_text(json.dumps(describe(), indent=2))
         (run_dir / "recipe.resolved.json").write_text(json.dumps(

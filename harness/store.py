@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS measurements (
   run_id TEXT, variant TEXT, runtime TEXT, metric TEXT, value REAL, ci_low REAL, ci_high REAL,
   PRIMARY KEY (run_id, variant, runtime, metric));
+CREATE TABLE IF NOT EXISTS baselines (
+  name TEXT PRIMARY KEY, run_id TEXT, path TEXT, created REAL);
 """
 
 
@@ -43,6 +45,9 @@ def _metrics(data: dict[str, Any]) -> list[tuple[str, Any, Any]]:
                 (f"{suite}.agreement", acc.get("agreement"), None)]
     latency = data.get("latency", {})
     out += [("ttft_p50_ms", latency.get("ttft_p50_ms"), latency.get("ttft_p50_ci")),
+            ("preprocess_p50_ms", latency.get("preprocess_p50_ms"), None),
+            ("vision_p50_ms", latency.get("vision_p50_ms"), None),
+            ("prefill_p50_ms", latency.get("prefill_p50_ms"), None),
             ("decode_tokens_per_s_p50", latency.get("decode_tokens_per_s_p50"), latency.get("decode_tokens_per_s_ci")),
             ("peak_memory_delta_mb", data.get("memory", {}).get("model_delta_mb"), None),
             ("size_mb", data.get("size", {}).get("total_mb"), None)]
@@ -86,3 +91,33 @@ def list_runs(path: Path) -> list[dict[str, Any]]:
                            "FROM runs ORDER BY started")
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def trend(path: Path, recipe: str, metrics: list[str]) -> list[dict[str, Any]]:
+    """Every recorded value of `metrics` (SQL LIKE patterns) for one recipe, oldest run first."""
+    where = " OR ".join(["m.metric LIKE ?"] * len(metrics))
+    with connect(path) as conn:
+        cur = conn.execute(
+            "SELECT r.run_id, r.started, m.variant, m.runtime, m.metric, m.value, m.ci_low, m.ci_high "
+            f"FROM measurements m JOIN runs r USING (run_id) WHERE r.recipe = ? AND ({where}) "
+            "ORDER BY r.started, m.variant", (recipe, *metrics))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def set_baseline(path: Path, name: str, run_id: str, run_dir: Path) -> None:
+    with connect(path) as conn:
+        conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?,?)",
+                     (name, run_id, str(run_dir.resolve()), time.time()))
+
+
+def get_baseline(path: Path, name: str) -> dict[str, Any] | None:
+    with connect(path) as conn:
+        row = conn.execute("SELECT name, run_id, path, created FROM baselines WHERE name = ?", (name,)).fetchone()
+    return dict(zip(("name", "run_id", "path", "created"), row)) if row else None
+
+
+def list_baselines(path: Path) -> list[dict[str, Any]]:
+    with connect(path) as conn:
+        rows = conn.execute("SELECT name, run_id, path, created FROM baselines ORDER BY name").fetchall()
+    return [dict(zip(("name", "run_id", "path", "created"), row)) for row in rows]

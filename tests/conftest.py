@@ -64,3 +64,15 @@ def test_items():
 @pytest.fixture
 def images(test_items):
     return test_items.select(range(4))
+
+
+@pytest.fixture(scope="session")
+def first_run(tmp_path_factory, nano_dir):
+    """One real run of a four-variant recipe (one crashes on purpose), shared by the tests that read runs."""
+    from harness.runner import run
+
+    from .runs import VARIANTS, make_recipe
+
+    root = tmp_path_factory.mktemp("pipeline")
+    recipe = make_recipe(root, VARIANTS)
+    return recipe, run(recipe, output=root / "reports", progress=False)

@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -19,59 +18,7 @@ from harness.cli import app
 from harness.gate import gate
 from harness.runner import finish, run
 
-SUITES = {
-    "acc-small": """\
-        name: acc-small
-        kind: accuracy
-        dataset: {name: nano-vqa, split: test}
-        limit: 60
-        batch_size: 60
-        max_new_tokens: 4
-        group_by: kind
-        """,
-    "lat-small": """\
-        name: lat-small
-        kind: latency
-        items: 2
-        warmup: 1
-        min_iterations: 3
-        min_seconds: 0
-        new_tokens: 4
-        """,
-    "mem-small": "name: mem-small\nkind: memory\nrepeats: 1\nnew_tokens: 4\n",
-    "size": "name: size\nkind: size\n",
-}
-
-
-def make_recipe(root: Path, variants: str, suites: str = "[acc-small, lat-small, mem-small, size]",
-                name: str = "pipe") -> Path:
-    (root / "suites").mkdir(parents=True, exist_ok=True)
-    for suite, text in SUITES.items():
-        (root / "suites" / f"{suite}.yaml").write_text(textwrap.dedent(text))
-    path = root / f"{name}.yaml"
-    path.write_text(f"name: {name}\nbase: nano\nbaseline: base\nsuites: {suites}\n"
-                    f"targets: {{max_ttft_ms: 1000, max_size_mb: 100, max_peak_memory_mb: 2000, min_retention: 0.5}}\n"
-                    f"variants:\n" + textwrap.indent(textwrap.dedent(variants), "  "))
-    return path
-
-
-VARIANTS = """\
-- name: base
-  steps: []
-- name: int8-llm
-  steps: [{kind: quantize, method: dynamic-int8, targets: [llm]}]
-- name: crash
-  steps: [{kind: fault, mode: abort}]
-- name: res-32
-  steps: [{kind: resolution, size: 32}]
-"""
-
-
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory, nano_dir):
-    root = tmp_path_factory.mktemp("pipeline")
-    recipe = make_recipe(root, VARIANTS)
-    return recipe, run(recipe, output=root / "reports", progress=False)
+from .runs import make_recipe
 
 
 def results(run_dir: Path) -> dict:
@@ -129,7 +76,7 @@ def test_same_recipe_twice_gives_identical_accuracy(first_run):
 
 def test_gate_passes_and_fails_on_targets(first_run, tmp_path):
     _, run_dir = first_run
-    code, checks = gate(run_dir, tmp_path / "junit.xml")
+    code, checks, _ = gate(run_dir, tmp_path / "junit.xml")
     assert code == 1  # the crashing variant is gated
     assert any(c.variant == "crash" and not c.ok for c in checks)
     assert "<testsuite" in (tmp_path / "junit.xml").read_text()
@@ -142,12 +89,12 @@ def test_gate_passes_and_fails_on_targets(first_run, tmp_path):
         resolved["spec"]["targets"]["min_retention"] = 0.0  # res-32 loses real accuracy; judge it leniently here
         resolved_path.write_text(json.dumps(resolved))
         finish(run_dir)
-        code, checks = gate(run_dir)
+        code, checks, _ = gate(run_dir)
         assert code == 0, [c.message for c in checks if not c.ok]
         resolved["spec"]["targets"]["max_ttft_ms"] = 0.001
         resolved_path.write_text(json.dumps(resolved))
         finish(run_dir)
-        code, checks = gate(run_dir)
+        code, checks, _ = gate(run_dir)
         assert code == 1 and any(c.target == "max_ttft_ms" and not c.ok for c in checks)
     finally:
         resolved_path.write_text(original)

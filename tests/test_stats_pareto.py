@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.pareto import Objective, Value, dominates, frontier
+from harness.pareto import Objective, Value, compare, dominates, frontier, standings
 from harness.stats import mcnemar_exact, median_ci, proportion_ci, retention_ci, summarize
 
 ACC = Objective("accuracy", True)
@@ -53,14 +53,51 @@ def test_noise_overlapping_values_do_not_dominate():
     assert not dominates(a, twin, [ACC, TTFT]) and not dominates(twin, a, [ACC, TTFT])
 
 
-def test_clear_win_on_one_objective_and_tie_on_the_other_dominates():
+def test_clear_win_on_one_objective_and_tie_on_the_other_is_only_weak_dominance():
     fast = {"accuracy": Value.of(0.90, [0.85, 0.95]), "ttft": Value.of(5.0, [4.8, 5.2])}
     slow = {"accuracy": Value.of(0.91, [0.86, 0.96]), "ttft": Value.of(10.0, [9.5, 10.5])}
-    assert dominates(fast, slow, [ACC, TTFT])
-    assert frontier({"fast": fast, "slow": slow}, [ACC, TTFT]) == {"fast": [], "slow": ["fast"]}
+    assert not dominates(fast, slow, [ACC, TTFT])  # accuracy is a tie: more items could flip it
+    standing = standings({"fast": fast, "slow": slow}, [ACC, TTFT])
+    assert standing["slow"].dominated_by == [] and not standing["slow"].on_frontier
+    weak = standing["slow"].weakly_dominated_by["fast"]
+    assert (weak.better, weak.ties, weak.worse) == (["ttft"], ["accuracy"], [])
+    assert standing["fast"].on_frontier
+
+
+def test_better_beyond_noise_on_every_objective_dominates():
+    good = {"accuracy": Value.of(0.95, [0.93, 0.97]), "ttft": Value.of(5.0, [4.8, 5.2]), "size": Value.of(1.0)}
+    bad = {"accuracy": Value.of(0.80, [0.76, 0.84]), "ttft": Value.of(9.0, [8.5, 9.5]), "size": Value.of(2.0)}
+    objectives = [ACC, TTFT, Objective("size", False)]
+    assert dominates(good, bad, objectives) and not dominates(bad, good, objectives)
+    assert frontier({"good": good, "bad": bad}, objectives) == {"good": [], "bad": ["good"]}
+
+
+def test_a_variant_never_dominates_its_own_twin():
+    a = {"accuracy": Value.of(0.9, [0.87, 0.93]), "ttft": Value.of(10.0, [9.6, 10.4]), "size": Value.of(1.5)}
+    twin = {"accuracy": Value.of(0.9, [0.87, 0.93]), "ttft": Value.of(10.3, [9.9, 10.8]), "size": Value.of(1.5)}
+    objectives = [ACC, TTFT, Objective("size", False)]
+    result = standings({"a": a, "twin": twin}, objectives)
+    assert result["a"].on_frontier and result["twin"].on_frontier
+    assert result["a"].ties_with == ["twin"] and result["twin"].ties_with == ["a"]
+    assert compare(a, twin, objectives).ties == ["accuracy", "ttft", "size"]
+
+
+def test_missing_objectives_are_ignored_not_counted_as_wins():
+    measured = {"accuracy": Value.of(0.9, [0.88, 0.92]), "ttft": Value.of(5.0)}
+    partial = {"ttft": Value.of(10.0)}
+    c = compare(measured, partial, [ACC, TTFT])
+    assert c.better == ["ttft"] and c.ties == [] and c.dominates
 
 
 def test_a_trade_off_keeps_both_on_the_frontier():
     small = {"accuracy": Value.of(0.70, [0.68, 0.72]), "ttft": Value.of(5.0)}
     big = {"accuracy": Value.of(0.90, [0.88, 0.92]), "ttft": Value.of(10.0)}
     assert frontier({"small": small, "big": big}, [ACC, TTFT]) == {"small": [], "big": []}
+    assert all(s.on_frontier for s in standings({"small": small, "big": big}, [ACC, TTFT]).values())
+
+
+def test_exact_values_need_a_minimum_relative_effect():
+    size = Objective("size", False, min_relative_effect=0.01)
+    a, b = {"size": Value.of(2.8220)}, {"size": Value.of(2.8221)}  # a few bytes of config apart
+    assert compare(a, b, [size]).ties == ["size"]
+    assert compare({"size": Value.of(1.4)}, b, [size]).better == ["size"]

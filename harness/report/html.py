@@ -10,10 +10,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.pareto import Objective, Value, frontier
+from harness.pareto import Objective, Standing, Value, standings
+from harness.report import charts
 
-OBJECTIVES = [Objective("accuracy", True), Objective("ttft_ms", False), Objective("size_mb", False),
-              Objective("memory_mb", False), Objective("decode_tps", True)]
+OBJECTIVES = [Objective("accuracy", True), Objective("ttft_ms", False),
+              Objective("size_mb", False, min_relative_effect=0.01), Objective("memory_mb", False),
+              Objective("decode_tps", True)]
+TREND_METRICS = {"ttft_p50_ms": "TTFT p50 (ms)", "decode_tokens_per_s_p50": "decode tok/s",
+                 "size_mb": "size (MB)", "peak_memory_delta_mb": "peak memory delta (MiB)"}
 
 
 def primary_accuracy(summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -37,107 +41,107 @@ def objective_values(summary: dict[str, Any]) -> dict[str, Value]:
     return values
 
 
-def dominance(variants: list[dict[str, Any]], runtime: str) -> dict[str, list[str]]:
-    points = {v["name"]: objective_values(v["runtimes"][runtime]) for v in variants
-              if v["status"] == "ok" and runtime in v["runtimes"]}
-    return frontier(points, OBJECTIVES)
+def points_of(variants: list[dict[str, Any]], runtime: str) -> dict[str, dict[str, Value]]:
+    return {v["name"]: objective_values(v["runtimes"][runtime]) for v in variants
+            if v["status"] == "ok" and runtime in v["runtimes"]}
 
 
-def _scatter(variants: list[dict], runtime: str, x_key: str, x_label: str, limit: float | None,
-             dominated: dict[str, list[str]], min_retention: float | None, baseline_score: float | None) -> str:
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    x_max = limit or 0.0
-    for group, symbol in ((False, "circle"), (True, "x")):
-        names, xs, ys, errs = [], [], [], []
-        for v in variants:
-            vals = objective_values(v["runtimes"].get(runtime, {})) if v["status"] == "ok" else {}
-            if x_key not in vals or "accuracy" not in vals or bool(dominated.get(v["name"])) != group:
-                continue
-            names.append(v["name"])
-            xs.append(vals[x_key].point)
-            ys.append(vals["accuracy"].point)
-            errs.append((vals["accuracy"].high - vals["accuracy"].point, vals["accuracy"].point - vals["accuracy"].low))
-        x_max = max([x_max, *xs])
-        fig.add_trace(go.Scatter(
-            x=xs, y=ys, mode="markers+text", text=names, textposition="top center",
-            name="dominated" if group else "Pareto frontier", marker={"symbol": symbol, "size": 11},
-            error_y={"type": "data", "array": [e[0] for e in errs], "arrayminus": [e[1] for e in errs]}))
-    if limit is not None:
-        fig.add_vline(x=limit, line_dash="dash", line_color="crimson", annotation_text=f"target {limit}")
-    if min_retention is not None and baseline_score:
-        fig.add_hline(y=min_retention * baseline_score, line_dash="dot", line_color="crimson",
-                      annotation_text=f"{min_retention:.0%} of baseline")
-    # Explicit ranges: every point and the target line stay in view.
-    fig.update_xaxes(range=[0, x_max * 1.15 or 1])
-    fig.update_yaxes(range=[0, 1.05])
-    fig.update_layout(title=f"accuracy vs {x_label}", xaxis_title=x_label, yaxis_title="accuracy",
-                      width=580, height=420, margin={"t": 50, "l": 50, "r": 20, "b": 40})
-    return fig.to_html(full_html=False, include_plotlyjs=False)
+def standing_text(standing: Standing | None) -> str:
+    """The Pareto column: frontier, dominated, or weakly dominated with the tied objectives named."""
+    if standing is None:
+        return "–"
+    if standing.dominated_by:
+        return "dominated by " + ", ".join(standing.dominated_by)
+    parts = [f"weakly dominated by {other} (better on {', '.join(c.better)}; within noise on {', '.join(c.ties)})"
+             for other, c in standing.weakly_dominated_by.items()]
+    if not parts:
+        parts = ["frontier"]
+    if standing.ties_with:
+        parts.append("ties within noise with " + ", ".join(standing.ties_with))
+    return "; ".join(parts)
 
 
-def _ttft_breakdown(variants: list[dict], runtime: str) -> str:
-    import plotly.graph_objects as go
-
-    ok = [v for v in variants if v["status"] == "ok" and v["runtimes"].get(runtime, {}).get("latency")]
-    fig = go.Figure()
-    for stage, label in (("preprocess_p50_ms", "preprocess"), ("vision_p50_ms", "vision encode"),
-                         ("prefill_p50_ms", "prefill")):
-        fig.add_trace(go.Bar(name=label, x=[v["name"] for v in ok],
-                             y=[v["runtimes"][runtime]["latency"][stage] for v in ok]))
-    fig.update_layout(barmode="stack", title="time to first token (p50, ms)", yaxis_title="ms", width=580, height=420,
-                      margin={"t": 50, "l": 50, "r": 20, "b": 40})
-    return fig.to_html(full_html=False, include_plotlyjs=False)
+def _meets_all(variants: list[dict[str, Any]], runtime: str) -> set[str]:
+    return {v["name"] for v in variants if v["status"] == "ok" and runtime in v["runtimes"]
+            and v["runtimes"][runtime].get("targets")
+            and all(t["status"] == "pass" for t in v["runtimes"][runtime]["targets"].values())}
 
 
-def samples(run_dir: Path, variants: list[dict], baseline: str, runtime: str, per_variant: int = 6) -> dict:
-    """Items where a variant's answer differs from the baseline's (else the first items)."""
-    def items(name: str) -> dict[str, dict]:
-        path = run_dir / "variants" / name / "result.json"
-        if not path.exists():
-            return {}
-        suites = json.loads(path.read_text()).get("measurements", {}).get(runtime, {}).get("suites", {})
-        acc = next((s for s in suites.values() if s.get("kind") == "accuracy" and s.get("status") == "ok"), None)
-        return {it["id"]: it for it in acc["items"]} if acc else {}
-
-    base = items(baseline)
-    out = {}
+def _latency_samples(run_dir: Path, variants: list[dict[str, Any]], runtime: str) -> dict[str, dict[str, list]]:
+    out: dict[str, dict[str, list]] = {"ttft_ms": {}, "decode_token_ms": {}}
     for v in variants:
-        if v["name"] == baseline or v["status"] != "ok":
+        path = run_dir / "variants" / v["name"] / "result.json"
+        if v["status"] != "ok" or not path.exists():
             continue
-        mine = items(v["name"])
-        differ = [i for i in mine if i in base and mine[i]["prediction"] != base[i]["prediction"]]
-        chosen = (differ or list(mine))[:per_variant]
-        out[v["name"]] = [{"question": mine[i]["question"], "reference": ", ".join(mine[i]["references"]),
-                           "base": base.get(i, {}).get("prediction", ""), "variant": mine[i]["prediction"],
-                           "correct": mine[i]["score"] >= 1.0} for i in chosen]
+        suites = json.loads(path.read_text()).get("measurements", {}).get(runtime, {}).get("suites", {})
+        for suite in suites.values():
+            if suite.get("kind") == "latency" and suite.get("status") == "ok":
+                for metric in out:
+                    out[metric][v["name"]] = suite["samples"].get(metric, [])
+                break
     return out
+
+
+def _history(run_dir: Path, recipe: str) -> tuple[list[str], str]:
+    """Trend charts from the history database; a note instead when it is unusable or too short."""
+    import sqlite3
+
+    from harness.store import history_path, trend
+
+    path = history_path(run_dir)
+    if not path.exists():
+        return [], "no history database yet"
+    try:
+        rows = trend(path, recipe, [*TREND_METRICS, "%.score"])
+    except sqlite3.DatabaseError as exc:
+        return [], f"history database unusable ({exc})"
+    runs = {r["run_id"] for r in rows}
+    if len(runs) < 2:
+        return [], f"{len(runs)} recorded run(s) of '{recipe}': trends appear from the second run on"
+    metrics = {**TREND_METRICS, **{m: m for m in dict.fromkeys(r["metric"] for r in rows) if m.endswith(".score")}}
+    return [charts.trend(rows, m, label) for m, label in metrics.items()
+            if any(r["metric"] == m for r in rows)], f"{len(runs)} runs of '{recipe}'"
+
+
+def _section(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any], runtime: str) -> dict[str, Any]:
+    variants, targets = summary["variants"], summary["targets"]
+    points = points_of(variants, runtime)
+    standing = standings(points, OBJECTIVES)
+    base = next((v for v in variants if v["name"] == summary["baseline"]), None)
+    base_acc = primary_accuracy(base["runtimes"].get(runtime, {})) if base and base["status"] == "ok" else None
+    meets_all = _meets_all(variants, runtime)
+    latency_rows = [(v["name"], v["runtimes"][runtime]["latency"]) for v in variants
+                    if v["status"] == "ok" and v["runtimes"].get(runtime, {}).get("latency")]
+    samples = _latency_samples(run_dir, variants, runtime)
+    group_rows = [(v["name"], group, r["score"], r["ci"]) for v in variants if v["status"] == "ok"
+                  for acc in list(v["runtimes"].get(runtime, {}).get("accuracy", {}).values())[:1]
+                  for group, r in acc.get("groups", {}).items()]
+    frontier_charts = charts.all_pairs(points, standing, OBJECTIVES, targets,
+                                       base_acc["score"] if base_acc else None, meets_all)
+    other_charts = [charts.ttft_breakdown(latency_rows)] if latency_rows else []
+    if samples["ttft_ms"]:
+        other_charts += [charts.distributions(samples["ttft_ms"], "TTFT per iteration", "ms"),
+                         charts.distributions(samples["decode_token_ms"], "decode time per token", "ms")]
+    if group_rows:
+        other_charts.append(charts.group_accuracy(group_rows))
+    from harness.report.gallery import gallery
+
+    return {"runtime": runtime, "standing": {n: standing_text(standing.get(n)) for n in points},
+            "frontier_charts": frontier_charts, "charts": other_charts, "meets_all": sorted(meets_all),
+            "gallery": gallery(run_dir, manifest, variants, summary["baseline"], runtime)}
 
 
 def render_report(run_dir: Path, summary: dict[str, Any]) -> Path:
     import jinja2
     from plotly.offline import get_plotlyjs
 
+    from harness.runner import open_run_dir
+
+    manifest = open_run_dir(run_dir)
     variants = summary["variants"]
     runtimes = sorted({r for v in variants for r in v["runtimes"]}) or ["torch-eager"]
-    targets = summary["targets"]
-    sections = []
-    for runtime in runtimes:
-        dominated = dominance(variants, runtime)
-        base = next((v for v in variants if v["name"] == summary["baseline"]), None)
-        base_acc = primary_accuracy(base["runtimes"].get(runtime, {})) if base and base["status"] == "ok" else None
-        base_score = base_acc["score"] if base_acc else None
-        charts = [
-            _scatter(variants, runtime, "ttft_ms", "TTFT p50 (ms)", targets.get("max_ttft_ms"), dominated,
-                     targets.get("min_retention"), base_score),
-            _scatter(variants, runtime, "size_mb", "size (MB)", targets.get("max_size_mb"), dominated,
-                     targets.get("min_retention"), base_score),
-            _scatter(variants, runtime, "memory_mb", "peak memory, model delta (MiB)",
-                     targets.get("max_peak_memory_mb"), dominated, targets.get("min_retention"), base_score),
-            _ttft_breakdown(variants, runtime)]
-        sections.append({"runtime": runtime, "dominated": dominated, "charts": charts,
-                         "samples": samples(run_dir, variants, summary["baseline"], runtime)})
+    sections = [_section(run_dir, manifest, summary, runtime) for runtime in runtimes]
+    trend_charts, history_note = _history(run_dir, summary["recipe"])
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["num"] = lambda x, d=2: "–" if x is None else f"{x:.{d}f}"
@@ -146,7 +150,7 @@ def render_report(run_dir: Path, summary: dict[str, Any]) -> Path:
     recipe_text = (run_dir / "recipe.yaml").read_text() if (run_dir / "recipe.yaml").exists() else ""
     html = env.get_template("report.html.j2").render(
         summary=summary, sections=sections, plotly_js=get_plotlyjs(), environment=environment,
-        recipe_text=recipe_text, variants=variants)
+        recipe_text=recipe_text, variants=variants, trend_charts=trend_charts, history_note=history_note)
     out = run_dir / "report.html"
     out.write_text(html, encoding="utf-8")
     return out
