@@ -15,7 +15,12 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_tiny(seed: int = 0):
+TINY_VISION = {"layers": [1, 1, 1], "embed_dims": [8, 16, 32], "layer_scale_init_value": 1.0}
+TINY_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+             "num_attention_heads": 2, "num_key_value_heads": 1}
+
+
+def build_tiny(seed: int = 0, vision_args: dict | None = None, text_args: dict | None = None):
     """A tiny `fast_vlm` from config with non-trivial weights and BatchNorm statistics."""
     import torch
 
@@ -23,11 +28,8 @@ def build_tiny(seed: int = 0):
     from harness.models.fastvlm import LoadedModel
 
     processor = nano.build_processor()
-    config = nano.build_config(
-        processor.tokenizer,
-        vision_args={"layers": [1, 1, 1], "embed_dims": [8, 16, 32], "layer_scale_init_value": 1.0},
-        text_args={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                   "num_attention_heads": 2, "num_key_value_heads": 1})
+    config = nano.build_config(processor.tokenizer, vision_args={**TINY_VISION, **(vision_args or {})},
+                               text_args={**TINY_TEXT, **(text_args or {})})
     model = nano.build_model(config, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():

@@ -25,16 +25,8 @@ def apply(loaded, raw):
 
 def build_gqa(seed: int = 0):
     """The tiny model with 4 heads in 2 KV groups and 3 layers, so heads can go by KV group."""
-    from harness.models import nano
-    from harness.models.fastvlm import LoadedModel
-
-    processor = nano.build_processor()
-    config = nano.build_config(
-        processor.tokenizer,
-        vision_args={"layers": [1, 1, 2], "embed_dims": [8, 16, 32], "layer_scale_init_value": 1.0},
-        text_args={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
-                   "num_attention_heads": 4, "num_key_value_heads": 2})
-    return LoadedModel(model=nano.build_model(config, seed=seed).eval(), processor=processor, source="tiny")
+    return build_tiny(seed, vision_args={"layers": [1, 1, 2]},
+                      text_args={"num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2})
 
 
 def linear(loaded, layer: int, name: str):
