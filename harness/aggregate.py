@@ -77,7 +77,8 @@ def summarize_variant(result: dict[str, Any], runtime: str, baseline: dict[str, 
         elif kind == "size":
             summary["size"] = {"total_mb": data["total_mb"], "weights_mb": data["weights_mb"],
                                "files": data.get("files", []),
-                               **{k: data[k] for k in ("storage_format", "llm_weight_bytes") if k in data}}
+                               **{k: data[k] for k in ("storage_format", "llm_weight_bytes", "llm_ratio_to_fp16",
+                                                     "packed_ratio_to_fp16") if k in data}}
     return summary
 
 

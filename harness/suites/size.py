@@ -1,11 +1,20 @@
 """Size suite: bytes on disk of every file of the artifact, in its real storage format,
-grouped into weights, tokenizer/processor assets and configuration."""
+grouped into weights, tokenizer/processor assets and configuration.
+
+For a safetensors variant it also reports the LLM's share (`llm_weight_bytes`: tensors under
+`model.language_model.*` and `lm_head.*`, as stored), how many parameters those bytes stand for
+(`llm_params`, counting a packed layer by its logical out x in; `llm_ratio_to_fp16` = bytes / 2
+bytes per parameter), the same ratio over `weight-quant`'s packed layers alone (codes, scales,
+zero points, biases), and `storage_format`: one line
+saying what the weights really are, derived from the variant manifest (quantized layers, their
+packing, group, scales, zero points; the dtype of the rest)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.artifacts import MANIFEST, WEIGHTS, read_manifest
 from harness.registries import SUITE_KINDS
 from harness.suites._context import SuiteContext
 from harness.suites._spec import SuiteConfig
@@ -21,6 +30,101 @@ def categorize(path: Path) -> str:
     if any(h in name for h in ASSET_HINTS):
         return "tokenizer_assets"
     return "config"
+
+
+LLM_PREFIXES = ("model.language_model.", "lm_head.")
+ITEMSIZE = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
+            "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+FLOAT_NAMES = {"F64": "fp64", "F32": "fp32", "F16": "fp16", "BF16": "bf16"}
+#: Tensors of a `weight-quant` packed layer that are storage, not parameters of the original model.
+PACKED_PARTS = ("qweight", "scales", "qzeros", "input_scale")
+
+
+def _tensor_table(path: Path) -> dict[str, tuple[str, int]]:
+    """Key → (safetensors dtype, element count), read from the header only."""
+    import math
+
+    from safetensors import safe_open
+
+    table = {}
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 - safe_open is not iterable
+            piece = f.get_slice(key)
+            table[key] = (piece.get_dtype(), math.prod(piece.get_shape()))
+    return table
+
+
+def _packed_layers(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Layers stored packed by `weight-quant`, with the settings of the step that packed them."""
+    layers: dict[str, dict[str, Any]] = {}
+    for record in manifest.get("step_records", []):
+        for name, info in (record.get("layers") or {}).items():
+            layers[name] = {**info, **{k: record.get(k) for k in ("bits", "group_size", "symmetric", "algorithm")}}
+    return layers
+
+
+def weight_summary(artifact: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """`llm_weight_bytes`, `llm_params` and `storage_format` of a safetensors variant."""
+    table = _tensor_table(artifact / WEIGHTS)
+    layers = _packed_layers(manifest)
+    torchao = manifest.get("packed", {})
+    llm_bytes = llm_params = packed_bytes = packed_params = 0
+    rest: dict[str, int] = {}
+    for key, (dtype, count) in table.items():
+        nbytes = count * ITEMSIZE.get(dtype, 4)
+        base, _, inner = key.partition("::")
+        owner, _, leaf = base.rpartition(".")
+        in_packed_layer = owner in layers and leaf in (*PACKED_PARTS, "bias")
+        if inner:
+            params = count if inner == "qdata" else 0
+        elif in_packed_layer:
+            out_features, in_features = layers[owner]["shape"]
+            params = out_features * in_features if leaf == "qweight" else count if leaf == "bias" else 0
+        else:
+            params = count
+            if dtype in FLOAT_NAMES:
+                rest[FLOAT_NAMES[dtype]] = rest.get(FLOAT_NAMES[dtype], 0) + nbytes
+        if in_packed_layer:
+            packed_bytes += nbytes
+            packed_params += params
+        if base.startswith(LLM_PREFIXES):
+            llm_bytes += nbytes
+            llm_params += params
+    parts = ["safetensors"]
+    for setting, count in _group_settings(layers).items():
+        bits, group, symmetric, algorithm = setting
+        packing = "2 per byte" if bits == 4 else "1 per byte"
+        grouping = "per-channel" if group == -1 else f"group {group}"
+        zeros = "symmetric, no zero points" if symmetric else f"asymmetric, INT{bits} zero points"
+        parts.append(f"INT{bits} packed ({packing}, uint8; {algorithm.upper()} via INC), {grouping}, fp16 scales, "
+                     f"{zeros}; {count} layers")
+    for type_name, count in _torchao_types(torchao).items():
+        parts.append(f"{type_name}; {count} tensors")
+    if rest:
+        parts.append("rest " + "+".join(sorted(rest, key=lambda d: -rest[d])))
+    return {"llm_weight_bytes": llm_bytes, "llm_params": llm_params, "llm_fp16_bytes": 2 * llm_params,
+            "llm_ratio_to_fp16": llm_bytes / (2 * llm_params) if llm_params else None,
+            "packed_layer_bytes": packed_bytes,
+            "packed_ratio_to_fp16": packed_bytes / (2 * packed_params) if packed_params else None,
+            "storage_format": "; ".join(parts)}
+
+
+def _group_settings(layers: dict[str, dict[str, Any]]) -> dict[tuple, int]:
+    settings: dict[tuple, int] = {}
+    for info in layers.values():
+        key = (info["bits"], info["group_size"], info["symmetric"], info["algorithm"] or "?")
+        settings[key] = settings.get(key, 0) + 1
+    return settings
+
+
+def _torchao_types(packed: dict[str, Any]) -> dict[str, int]:
+    types: dict[str, int] = {}
+    for info in packed.values():
+        inner = ", ".join(f"{name} {info.get('dtypes', {}).get(name, '?').removeprefix('torch.')}"
+                          for name in info.get("inner", []))
+        label = f"torchao {info.get('type', '?')} ({inner})"
+        types[label] = types.get(label, 0) + 1
+    return types
 
 
 class SizeConfig(SuiteConfig):
@@ -39,6 +143,9 @@ class Size:
         for row in listing:
             totals[row["category"]] = totals.get(row["category"], 0) + row["bytes"]
         total = sum(totals.values())
-        return {"total_bytes": total, "total_mb": total / 1e6,
-                "weights_mb": totals.get("weights", 0) / 1e6, "by_category_bytes": totals,
-                "files": listing}
+        result = {"total_bytes": total, "total_mb": total / 1e6,
+                  "weights_mb": totals.get("weights", 0) / 1e6, "by_category_bytes": totals,
+                  "files": listing}
+        if (ctx.artifact / WEIGHTS).is_file() and (ctx.artifact / MANIFEST).is_file():
+            result.update(weight_summary(ctx.artifact, read_manifest(ctx.artifact)))
+        return result
