@@ -55,11 +55,23 @@ def _tensor_table(path: Path) -> dict[str, tuple[str, int]]:
 
 
 def _packed_layers(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Layers stored packed by `weight-quant`, with the settings of the step that packed them."""
+    """Layers stored packed by `weight-quant`, with the settings of the step that packed them.
+
+    Searched through nested records too: `mixed-precision` keeps one `weight-quant` record per width.
+    """
     layers: dict[str, dict[str, Any]] = {}
+
+    def visit(record: Any) -> None:
+        if not isinstance(record, dict):
+            return
+        if isinstance(record.get("layers"), dict) and "bits" in record:
+            for name, info in record["layers"].items():
+                layers[name] = {**info, **{k: record.get(k) for k in ("bits", "group_size", "symmetric", "algorithm")}}
+        for value in record.values():
+            visit(value)
+
     for record in manifest.get("step_records", []):
-        for name, info in (record.get("layers") or {}).items():
-            layers[name] = {**info, **{k: record.get(k) for k in ("bits", "group_size", "symmetric", "algorithm")}}
+        visit(record)
     return layers
 
 
@@ -70,6 +82,7 @@ def weight_summary(artifact: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     torchao = manifest.get("packed", {})
     llm_bytes = llm_params = packed_bytes = packed_params = 0
     rest: dict[str, int] = {}
+    other_int8 = 0  # int8 tensors outside packed layers / torchao: static-int8 (PT2E) graph weights
     for key, (dtype, count) in table.items():
         nbytes = count * ITEMSIZE.get(dtype, 4)
         base, _, inner = key.partition("::")
@@ -84,6 +97,8 @@ def weight_summary(artifact: Path, manifest: dict[str, Any]) -> dict[str, Any]:
             params = count
             if dtype in FLOAT_NAMES:
                 rest[FLOAT_NAMES[dtype]] = rest.get(FLOAT_NAMES[dtype], 0) + nbytes
+            elif dtype in ("I8", "U8"):
+                other_int8 += 1
         if in_packed_layer:
             packed_bytes += nbytes
             packed_params += params
@@ -100,6 +115,8 @@ def weight_summary(artifact: Path, manifest: dict[str, Any]) -> dict[str, Any]:
                      f"{zeros}; {count} layers")
     for type_name, count in _torchao_types(torchao).items():
         parts.append(f"{type_name}; {count} tensors")
+    if other_int8:
+        parts.append(f"INT8 graph weights (static-int8, PT2E) with per-channel scales; {other_int8} tensors")
     if rest:
         parts.append("rest " + "+".join(sorted(rest, key=lambda d: -rest[d])))
     return {"llm_weight_bytes": llm_bytes, "llm_params": llm_params, "llm_fp16_bytes": 2 * llm_params,
