@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.metrics._base import Metric
 from harness.registries import METRICS
 
@@ -12,6 +14,6 @@ def normalize(text: str) -> str:
 
 @METRICS.register("exact_match", "1 if the normalised answer equals any reference, else 0")
 class ExactMatch(Metric):
-    def score(self, prediction: str, references: list[str]) -> float:
+    def score(self, prediction: str, references: list[str], item: dict[str, Any] | None = None) -> float:
         answer = normalize(prediction)
         return float(any(answer == normalize(ref) for ref in references))

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from harness.data.sources import DatasetSpec, load_split
 from harness.errors import DataError
+from harness.metrics._base import corpus_of, score_all
 from harness.registries import METRICS, SUITE_KINDS
 from harness.stats import proportion_ci
 from harness.suites._context import SuiteContext
@@ -28,6 +29,10 @@ class AccuracyConfig(SuiteConfig):
     answer_column: str = "answer"
     group_by: str | None = None
     id_column: str = "id"
+    # extra per-item fields a metric reads → dataset column (or list of columns, gathered into a list),
+    # e.g. {options: choices} or {options: [choice_a, choice_b, choice_c, choice_d]}; fields the metric
+    # names in `item_fields` are also copied from same-named columns without being listed here
+    item_columns: dict[str, str | list[str]] = Field(default_factory=dict)
 
 
 def predict(session: Any, dataset: Any, config: AccuracyConfig) -> list[str]:
@@ -45,17 +50,40 @@ def score_items(config: AccuracyConfig, dataset: Any, answers: list[str]) -> dic
     ids = dataset[config.id_column] if config.id_column in dataset.column_names else \
         [str(i) for i in range(len(dataset))]
     groups = dataset[config.group_by] if config.group_by else [None] * len(dataset)
+    extras = _item_columns(metric, config, dataset)
     items = []
-    for item_id, question, ref, answer, group in zip(ids, dataset[config.question_column], refs, answers, groups):
+    for index, (item_id, question, ref, answer, group) in enumerate(
+            zip(ids, dataset[config.question_column], refs, answers, groups)):
         references = ref if isinstance(ref, list) else [ref]
         items.append({"id": str(item_id), "group": group, "question": question,
                       "references": [str(r) for r in references], "prediction": answer,
-                      "score": metric.score(answer, references)})
+                      **{name: values[index] for name, values in extras.items()}})
+    for item, score in zip(items, score_all(metric, items), strict=True):
+        item["score"] = score
+    corpus = corpus_of(metric, items)
     return {"metric": config.metric, "higher_is_better": metric.higher_is_better,
             **_aggregate([it["score"] for it in items], metric.binary),
             "groups": {g: _aggregate([it["score"] for it in items if it["group"] == g], metric.binary)
                        for g in sorted({str(it["group"]) for it in items if it["group"] is not None})},
+            **({"corpus": corpus} if corpus else {}),
             "items": items}
+
+
+def _item_columns(metric: Any, config: AccuracyConfig, dataset: Any) -> dict[str, list[Any]]:
+    """Values of the extra item fields: the suite's item_columns, and the metric's own fields when the
+    dataset has same-named columns (a metric that cannot work without one says so itself)."""
+    wanted: dict[str, str | list[str]] = {f: f for f in getattr(metric, "item_fields", ())
+                                          if f in dataset.column_names}
+    wanted |= config.item_columns
+    out: dict[str, list[Any]] = {}
+    for name, columns in wanted.items():
+        for column in [columns] if isinstance(columns, str) else columns:
+            if column not in dataset.column_names:
+                raise DataError(f"suite '{config.name}': item_columns '{name}' names column '{column}', which dataset "
+                                f"{config.dataset.name} lacks")
+        out[name] = dataset[columns] if isinstance(columns, str) else \
+            [list(row) for row in zip(*(dataset[c] for c in columns))]
+    return out
 
 
 def _aggregate(scores: list[float], binary: bool) -> dict[str, Any]:
