@@ -44,6 +44,19 @@ def paired(base_items: list[dict], items: list[dict]) -> dict[str, Any]:
             "group_retention": by_group}
 
 
+def _latency_summary(data: dict[str, Any]) -> dict[str, Any]:
+    stats = data["stats"]
+    return {"ttft_p50_ms": stats["ttft_ms"]["p50"], "ttft_p50_ci": stats["ttft_ms"]["p50_ci"],
+            "ttft_p90_ms": stats["ttft_ms"]["p90"], "ttft_cv": stats["ttft_ms"]["cv"],
+            "preprocess_p50_ms": stats["preprocess_ms"]["p50"], "vision_p50_ms": stats["vision_ms"]["p50"],
+            "prefill_p50_ms": stats["prefill_ms"]["p50"],
+            "decode_tokens_per_s_p50": stats["decode_tokens_per_s"]["p50"],
+            "decode_tokens_per_s_ci": stats["decode_tokens_per_s"]["p50_ci"],
+            "iterations": data["iterations"], "new_tokens": data.get("new_tokens"),
+            "cold_start_ms": data["cold_start"]["load_ms"] + data["cold_start"]["first_generation_ms"],
+            "visual_tokens": data.get("visual_tokens"), "kv_cache_bytes": data.get("kv_cache_bytes")}
+
+
 def summarize_variant(result: dict[str, Any], runtime: str, baseline: dict[str, Any]) -> dict[str, Any]:
     suites = _suites_of(result, runtime)
     base_suites = _suites_of(baseline, runtime) or _suites_of(baseline, "torch-eager")
@@ -61,19 +74,15 @@ def summarize_variant(result: dict[str, Any], runtime: str, baseline: dict[str, 
                 entry.update(paired(base["items"], data["items"]))
             summary["accuracy"][name] = entry
         elif kind == "latency":
-            stats = data["stats"]
-            summary["latency"] = {
-                "ttft_p50_ms": stats["ttft_ms"]["p50"], "ttft_p50_ci": stats["ttft_ms"]["p50_ci"],
-                "ttft_p90_ms": stats["ttft_ms"]["p90"], "ttft_cv": stats["ttft_ms"]["cv"],
-                "preprocess_p50_ms": stats["preprocess_ms"]["p50"], "vision_p50_ms": stats["vision_ms"]["p50"],
-                "prefill_p50_ms": stats["prefill_ms"]["p50"],
-                "decode_tokens_per_s_p50": stats["decode_tokens_per_s"]["p50"],
-                "decode_tokens_per_s_ci": stats["decode_tokens_per_s"]["p50_ci"],
-                "iterations": data["iterations"], "cold_start_ms": data["cold_start"]["load_ms"]
-                + data["cold_start"]["first_generation_ms"], "visual_tokens": data.get("visual_tokens")}
+            entry = _latency_summary(data)
+            summary.setdefault("latency_by_suite", {})[name] = entry
+            summary.setdefault("latency", entry)  # the recipe's first latency suite is the headline
         elif kind == "memory":
-            summary["memory"] = {"peak_rss_mb": data["peak_rss_mb"], "model_delta_mb": data["model_delta_mb"],
-                                 "model_delta_range_mb": data["model_delta_range_mb"]}
+            entry = {"peak_rss_mb": data["peak_rss_mb"], "model_delta_mb": data["model_delta_mb"],
+                     "model_delta_range_mb": data["model_delta_range_mb"],
+                     "kv_cache_bytes": data.get("kv_cache_bytes"), "new_tokens": data.get("new_tokens")}
+            summary.setdefault("memory_by_suite", {})[name] = entry
+            summary.setdefault("memory", entry)
         elif kind == "size":
             summary["size"] = {"total_mb": data["total_mb"], "weights_mb": data["weights_mb"],
                                "files": data.get("files", []),

@@ -2,7 +2,8 @@
 
 Run as ``python -m harness.memprobe RUNTIME ARTIFACT NEW_TOKENS``; prints one JSON line. The
 baseline is this process's RSS after every library the runtime needs is imported, so the delta
-is what the model itself costs.
+is what the model itself costs. `kv_cache_bytes` is the cache's size at the end of the answer,
+when the runtime reports it (None otherwise).
 """
 
 from __future__ import annotations
@@ -55,12 +56,13 @@ def main(argv: list[str]) -> None:
     baseline = rss_mb()
     session = runtime.load(artifact)
     loaded = rss_mb()
-    session.generate([image], ["what color is the circle ?"], max_new_tokens=new_tokens,
-                     min_new_tokens=new_tokens)
+    result = session.generate([image], ["what color is the circle ?"], max_new_tokens=new_tokens,
+                              min_new_tokens=new_tokens)
     peak = rss_mb()
     print(json.dumps({"baseline_rss_mb": baseline["rss_mb"], "baseline_peak_mb": baseline["peak_mb"],
                       "after_load_rss_mb": loaded["rss_mb"], "peak_rss_mb": peak["peak_mb"],
-                      "model_delta_mb": peak["peak_mb"] - baseline["rss_mb"]}))
+                      "model_delta_mb": peak["peak_mb"] - baseline["rss_mb"],
+                      "kv_cache_bytes": getattr(getattr(result, "times", None), "kv_cache_bytes", None)}))
 
 
 if __name__ == "__main__":

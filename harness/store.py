@@ -51,6 +51,13 @@ def _metrics(data: dict[str, Any]) -> list[tuple[str, Any, Any]]:
             ("decode_tokens_per_s_p50", latency.get("decode_tokens_per_s_p50"), latency.get("decode_tokens_per_s_ci")),
             ("peak_memory_delta_mb", data.get("memory", {}).get("model_delta_mb"), None),
             ("size_mb", data.get("size", {}).get("total_mb"), None)]
+    for suite, entry in data.get("latency_by_suite", {}).items():
+        out += [(f"{suite}.ttft_p50_ms", entry.get("ttft_p50_ms"), entry.get("ttft_p50_ci")),
+                (f"{suite}.decode_tokens_per_s_p50", entry.get("decode_tokens_per_s_p50"),
+                 entry.get("decode_tokens_per_s_ci")),
+                (f"{suite}.kv_cache_bytes", entry.get("kv_cache_bytes"), None)]
+    for suite, entry in data.get("memory_by_suite", {}).items():
+        out += [(f"{suite}.peak_memory_delta_mb", entry.get("model_delta_mb"), entry.get("model_delta_range_mb"))]
     return out
 
 

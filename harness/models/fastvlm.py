@@ -4,11 +4,15 @@ Generation is a plain greedy loop over the model's own modules (vision tower + p
 Qwen2 decoder with a `DynamicCache`, the LM head) so that each stage can be timed on its own:
 preprocess (processor), vision (encoder + projector), prefill, and every decode step. A contract
 test checks that its tokens equal `model.generate(do_sample=False)`.
+
+Steps that change how decoding stores its keys/values (see `harness/steps/kv_cache.py`) set
+`LoadedModel.cache_factory`; it is not saved, the step is replayed on load and sets it again.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +32,8 @@ class StageTimes:
     prefill_ms: float = 0.0
     decode_ms: list[float] = field(default_factory=list)
     total_ms: float = 0.0
+    #: Bytes held by the KV cache when generation ended (distinct tensor storages), or None.
+    kv_cache_bytes: int | None = None
 
     @property
     def ttft_ms(self) -> float:
@@ -51,6 +57,9 @@ class LoadedModel:
     source: str
     random_weights: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Builds the KV cache for one `generate` call from the text config; None means
+    #: `DynamicCache(config=text_config)` (which already honours sliding-window layer types).
+    cache_factory: Callable[[Any], Any] | None = None
 
     # --- components -------------------------------------------------------------------
     def component_modules(self, component: str) -> dict[str, Any]:
@@ -77,9 +86,12 @@ class LoadedModel:
 
     @property
     def visual_tokens(self) -> int:
+        """`<image>` tokens per prompt, computed as the processor does (token merging offsets it)."""
         height, width = self.image_size
         patch = self.processor.patch_size
-        return (height // patch) * (width // patch)
+        extra = getattr(self.processor, "num_additional_image_tokens", 0) or 0
+        default = getattr(self.processor, "vision_feature_select_strategy", None) == "default"
+        return (height // patch) * (width // patch) + extra - int(default)
 
     # --- inputs -------------------------------------------------------------------------
     def prompts(self, questions: list[str]) -> list[str]:
@@ -125,7 +137,8 @@ class LoadedModel:
             image_mask = (input_ids == model.config.image_token_id).unsqueeze(-1)
             embeds = embeds.masked_scatter(image_mask, features.to(embeds.dtype))
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            cache = DynamicCache(config=model.config.text_config)
+            text_config = model.config.text_config
+            cache = self.cache_factory(text_config) if self.cache_factory else DynamicCache(config=text_config)
             out = model.model.language_model(inputs_embeds=embeds, attention_mask=mask,
                                              position_ids=positions, cache=cache, use_cache=True)
             logits = model.lm_head(out.last_hidden_state[:, -1, :]).float()
@@ -151,6 +164,7 @@ class LoadedModel:
                 finished |= torch.isin(next_ids, eos)
                 times.decode_ms.append((time.perf_counter() - mark) * 1e3)
         times.total_ms = (time.perf_counter() - start) * 1e3
+        times.kv_cache_bytes = cache_nbytes(out.cache)
         rows = torch.stack(generated, dim=1).tolist()
         token_ids = [_cut_at_eos(row, eos.tolist()) for row in rows]
         texts = self.processor.tokenizer.batch_decode(token_ids, skip_special_tokens=True)
@@ -171,6 +185,36 @@ class LoadedModel:
             self.component_modules(component).values() if component else [self.model]
         )
         return sum(p.numel() for m in modules for p in m.parameters())
+
+
+def cache_nbytes(cache: Any) -> int | None:
+    """Bytes of the distinct tensor storages a cache's layers hold (quantized parts included).
+
+    Storages, not tensor views: a sliding layer keeps a slice of a larger tensor alive, and that
+    whole tensor is what occupies memory.
+    """
+    import torch
+
+    layers = getattr(cache, "layers", None)
+    if layers is None:
+        return None
+    seen: dict[int, int] = {}
+
+    def visit(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            storage = value.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+
+    for layer in layers:
+        visit(list(vars(layer).values()))
+    seen.pop(0, None)  # empty tensors share a null storage
+    return sum(seen.values())
 
 
 def chat_prompts(processor: Any, questions: list[str]) -> list[str]:

@@ -2,7 +2,8 @@
 
 Each iteration is one batch-1 generation with a fixed number of new tokens (min = max, greedy),
 timed per stage by the runtime: TTFT = preprocess + vision encode (+projector) + prefill, and
-each decode step. Reported as p50/p90/p99, mean and CV, with threads and CPU recorded.
+each decode step. Reported as p50/p90/p99, mean and CV, with threads and CPU recorded. The KV
+cache's bytes at the end of a generation are reported when the runtime measures them.
 """
 
 from __future__ import annotations
@@ -60,9 +61,11 @@ class Latency:
         samples["decode_tokens_per_s"] = []
         began = time.perf_counter()
         i = 0
+        kv_bytes = getattr(first, "kv_cache_bytes", None)
         while i < config.max_iterations and (
                 i < config.min_iterations or time.perf_counter() - began < config.min_seconds):
             times = once(session, i)
+            kv_bytes = getattr(times, "kv_cache_bytes", kv_bytes)
             decode_total = sum(times.decode_ms)
             for stage, value in (("preprocess_ms", times.preprocess_ms), ("vision_ms", times.vision_ms),
                                  ("prefill_ms", times.prefill_ms), ("ttft_ms", times.ttft_ms),
@@ -79,4 +82,4 @@ class Latency:
                 "stats": stats, "samples": samples, "iterations": i,
                 "measured_seconds": time.perf_counter() - began, "new_tokens": config.new_tokens,
                 "batch_size": 1, "threads": torch.get_num_threads(), "cpu": cpu_model(),
-                "visual_tokens": getattr(session, "visual_tokens", None)}
+                "visual_tokens": getattr(session, "visual_tokens", None), "kv_cache_bytes": kv_bytes}

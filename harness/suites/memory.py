@@ -45,4 +45,5 @@ class Memory:
         return {"peak_rss_mb": statistics.median(peak), "model_delta_mb": statistics.median(delta),
                 "peak_rss_range_mb": [min(peak), max(peak)], "model_delta_range_mb": [min(delta), max(delta)],
                 "baseline_rss_mb": statistics.median(r["baseline_rss_mb"] for r in runs),
+                "kv_cache_bytes": runs[-1].get("kv_cache_bytes"), "new_tokens": config.new_tokens,
                 "repeats": runs}

@@ -1,0 +1,170 @@
+"""Visual-token reduction after the encoder, before the projector.
+
+FastVLM's encoder returns a (B, C, H, W) grid that `get_image_features` flattens into H*W tokens
+for the projector; every one of them is a prefill position in the LLM. This step registers a
+parameter-free `TokenMerge` module under the vision tower plus a forward hook that reduces that
+grid: 2x2 (or f x f) average or max pooling, or one-shot ToMe bipartite soft matching (Bolya et
+al. 2023) on the output tokens. Nothing in the state dict changes, so saved weights load as
+before; replay re-registers the module and hook.
+
+Pooling uses `ceil_mode=True`: a grid that the factor does not divide keeps its last row/column
+as a partial window (averaged over the cells that exist), e.g. nano's 3x3 grid → 2x2 = 4 tokens
+(set `ceil_mode: false` to require an exact division instead). The prompt must hold exactly as
+many `<image>` tokens as there are features, so the step sets `config.image_seq_length` and the
+processor's `num_additional_image_tokens` (negative: the reduction against the H/patch x W/patch
+grid the processor computes), which `save_pretrained` persists. A `resolution` step must come
+before this one: the offset is computed for the image size in force when this step runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from harness.errors import StepError
+from harness.registries import STEPS
+from harness.steps._base import Step, StepConfig, StepContext
+
+MODULE_PREFIX = "token_merge"
+
+
+class TokenMergeConfig(StepConfig):
+    kind: Literal["token-merge"] = "token-merge"
+    method: Literal["avg-pool", "max-pool", "tome"] = "avg-pool"
+    factor: int = Field(2, ge=2, description="pooling window and stride on the token grid (pool methods)")
+    ceil_mode: bool = Field(True, description="pool a partial last row/column when factor does not divide the grid")
+    r: int = Field(0, ge=0, description="tokens to merge away (tome)")
+
+
+def _tome(tokens: Any, r: int) -> Any:
+    """Bipartite soft matching, order-preserving: merge the r most similar A→B pairs (size-weighted).
+
+    Tokens alternate into sets A (even) and B (odd); each A token picks its most cosine-similar B
+    token, the r best-matched A tokens are averaged into their B partner and dropped. Survivors
+    keep their original order, so the LLM sees the same raster order with gaps.
+    """
+    import torch
+
+    batch, count, channels = tokens.shape
+    a, b = tokens[:, ::2], tokens[:, 1::2]
+    normed = tokens / tokens.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    scores = normed[:, ::2] @ normed[:, 1::2].transpose(1, 2)
+    best, partner = scores.max(dim=-1)
+    order = best.argsort(dim=-1, descending=True, stable=True)
+    src = order[:, :r]
+    dst = partner.gather(1, src)
+    moved = a.gather(1, src[..., None].expand(-1, -1, channels))
+    sums = b.clone().scatter_add_(1, dst[..., None].expand(-1, -1, channels), moved)
+    sizes = torch.ones(batch, b.shape[1], 1, dtype=tokens.dtype, device=tokens.device)
+    sizes = sizes.scatter_add(1, dst[..., None], torch.ones(batch, r, 1, dtype=tokens.dtype, device=tokens.device))
+    full = tokens.clone()
+    full[:, 1::2] = sums / sizes
+    keep = torch.ones(batch, count, dtype=torch.bool, device=tokens.device)
+    keep.scatter_(1, 2 * src, False)
+    return full[keep].view(batch, count - r, channels)
+
+
+def _torch_module() -> type:
+    import torch
+
+    class TokenMerge(torch.nn.Module):
+        """Reduces the encoder's (B, C, H, W) output; no parameters, so the state dict is unchanged."""
+
+        def __init__(self, method: str, factor: int, ceil_mode: bool, r: int) -> None:
+            super().__init__()
+            self.method, self.factor, self.ceil_mode, self.r = method, factor, ceil_mode, r
+
+        def out_grid(self, height: int, width: int) -> tuple[int, int]:
+            if self.method == "tome":
+                return 1, height * width - self.r
+            if self.ceil_mode:  # ceil(x / f) == -(-x // f)
+                return -(-height // self.factor), -(-width // self.factor)
+            return height // self.factor, width // self.factor
+
+        def forward(self, grid: Any) -> Any:
+            import torch.nn.functional as F  # noqa: N812
+
+            if self.method == "tome":
+                tokens = grid.flatten(2).transpose(1, 2)  # the same raster order get_image_features uses
+                return _tome(tokens, self.r).transpose(1, 2).unsqueeze(2)
+            pool = F.avg_pool2d if self.method == "avg-pool" else F.max_pool2d
+            return pool(grid, self.factor, self.factor, ceil_mode=self.ceil_mode)
+
+        def extra_repr(self) -> str:
+            return f"method={self.method}, factor={self.factor}, ceil_mode={self.ceil_mode}, r={self.r}"
+
+    return TokenMerge
+
+
+def _hook(module: Any, args: Any, output: Any) -> Any:
+    """Vision-tower forward hook: run every registered TokenMerge, in order, on the output grid."""
+    merges = [m for name, m in module.named_children() if name.startswith(MODULE_PREFIX)]
+    if isinstance(output, tuple):
+        grid = output[0]
+        for merge in merges:
+            grid = merge(grid)
+        return (grid, *output[1:])
+    for merge in merges:
+        output.last_hidden_state = merge(output.last_hidden_state)
+    return output
+
+
+def merges_of(vision_tower: Any) -> list[Any]:
+    return [m for name, m in vision_tower.named_children() if name.startswith(MODULE_PREFIX)]
+
+
+def encoder_grid(model: Any) -> tuple[int, int]:
+    """Token grid the processor assumes for the current image size (before any merge)."""
+    height, width = model.image_size
+    patch = model.processor.patch_size
+    return height // patch, width // patch
+
+
+@STEPS.register("token-merge", "reduce visual tokens after the encoder: 2x2 avg/max pooling or ToMe")
+class TokenMergeStep(Step):
+    Config = TokenMergeConfig
+    default_targets: ClassVar[tuple[str, ...]] = ("vision",)
+    examples: ClassVar[list[dict]] = [{"kind": "token-merge", "method": "avg-pool", "factor": 2},
+                                      {"kind": "token-merge", "method": "max-pool", "factor": 2},
+                                      {"kind": "token-merge", "method": "tome", "r": 3}]
+
+    def apply(self, config: TokenMergeConfig, model: Any, ctx: StepContext) -> None:
+        if self.targets(config) != ("vision",):
+            raise StepError("step 'token-merge': it acts on the vision output only; drop 'targets' or use [vision]")
+        tower = model.model.get_submodule("model.vision_tower")
+        merges = merges_of(tower)
+        base_h, base_w = encoder_grid(model)
+        height, width = base_h, base_w
+        for merge in merges:
+            height, width = merge.out_grid(height, width)
+        tokens = height * width
+        if config.method == "tome":
+            if not 0 < config.r <= (tokens // 2):
+                raise StepError(f"step 'token-merge': tome needs 0 < r <= {tokens // 2} (half of {tokens} tokens); "
+                                f"got r={config.r}")
+        else:
+            if config.r:
+                raise StepError("step 'token-merge': 'r' is for method: tome; pooling uses 'factor'")
+            if merges and any(m.method == "tome" for m in merges):
+                raise StepError("step 'token-merge': pooling after tome has no grid to pool; put pooling first")
+            if min(height, width) < config.factor:
+                raise StepError(f"step 'token-merge': the {height}x{width} token grid is too small for factor "
+                                f"{config.factor}; use a smaller factor or a larger 'resolution'")
+            if not config.ceil_mode and (height % config.factor or width % config.factor):
+                raise StepError(f"step 'token-merge': factor {config.factor} does not divide the {height}x{width} "
+                                f"token grid; set ceil_mode: true or change 'resolution'")
+        merge = _torch_module()(config.method, config.factor, config.ceil_mode, config.r)
+        tower.add_module(f"{MODULE_PREFIX}_{len(merges)}", merge)
+        if not merges:
+            tower.register_forward_hook(_hook)
+        new_h, new_w = merge.out_grid(height, width)
+        after = new_h * new_w
+        model.processor.num_additional_image_tokens = after - base_h * base_w
+        model.model.config.image_seq_length = after
+        if model.visual_tokens != after:
+            raise StepError(f"step 'token-merge': processor gives {model.visual_tokens} image tokens, "
+                            f"expected {after}")
+        how = f"r={config.r}" if config.method == "tome" else \
+            f"{config.factor}x{config.factor}{' ceil' if config.ceil_mode else ''}"
+        ctx.note(f"vision output {config.method} {how}: visual tokens {tokens} -> {after}")
