@@ -44,9 +44,22 @@ def paired(base_items: list[dict], items: list[dict]) -> dict[str, Any]:
             "group_retention": by_group}
 
 
+def _noise_interval(data: dict[str, Any], metric: str) -> list[float]:
+    """The p50's CI widened to the spread of per-process medians (iterations of one process are
+    not independent; see docs/measurement.md) — what the Pareto and target checks treat as noise."""
+    low, high = data["stats"][metric]["p50_ci"]
+    medians = (data.get("process_medians") or {}).get(metric) or []
+    if len(medians) >= 2:
+        low, high = min(low, *medians), max(high, *medians)
+    return [low, high]
+
+
 def _latency_summary(data: dict[str, Any]) -> dict[str, Any]:
     stats = data["stats"]
     return {"ttft_p50_ms": stats["ttft_ms"]["p50"], "ttft_p50_ci": stats["ttft_ms"]["p50_ci"],
+            "ttft_p50_interval": _noise_interval(data, "ttft_ms"),
+            "decode_tokens_per_s_interval": _noise_interval(data, "decode_tokens_per_s"),
+            "processes": data.get("processes", 1),
             "ttft_p90_ms": stats["ttft_ms"]["p90"], "ttft_cv": stats["ttft_ms"]["cv"],
             "preprocess_p50_ms": stats["preprocess_ms"]["p50"], "vision_p50_ms": stats["vision_ms"]["p50"],
             "prefill_p50_ms": stats["prefill_ms"]["p50"],
@@ -113,7 +126,8 @@ def evaluate_targets(summary: dict[str, Any], targets: dict[str, Any]) -> dict[s
     judge("max_peak_memory_mb", memory.get("model_delta_mb"), memory.get("model_delta_range_mb"), True,
           "no memory suite")
     latency = summary.get("latency", {})
-    judge("max_ttft_ms", latency.get("ttft_p50_ms"), latency.get("ttft_p50_ci"), True, "no latency suite")
+    judge("max_ttft_ms", latency.get("ttft_p50_ms"), latency.get("ttft_p50_interval") or latency.get("ttft_p50_ci"),
+          True, "no latency suite")
     retentions = [(a.get("retention"), a.get("retention_ci")) for a in summary.get("accuracy", {}).values()
                   if a.get("meaningful", True) and a.get("retention") is not None]
     worst = min(retentions, key=lambda r: r[0]) if retentions else (None, None)

@@ -210,5 +210,7 @@ def reference_ask(image: Path = typer.Argument(..., help="An image file."),
 
 import harness.cli_results  # noqa: E402,F401 - registers compare, baseline, export
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+if __name__ == "__main__":  # pragma: no cover - `python -m harness.cli`
+    from harness.cli import app as registered  # the importable module is where cli_results registers
+
+    sys.exit(registered())

@@ -27,11 +27,12 @@ SUITES = {
     "lat-gate": """\
         name: lat-gate
         kind: latency
-        items: 2
-        warmup: 2
-        min_iterations: 15
+        items: 1
+        warmup: 1
+        min_iterations: 5
         min_seconds: 0
         new_tokens: 2
+        processes: 5
         """,
     "mem-small": "name: mem-small\nkind: memory\nrepeats: 1\nnew_tokens: 4\n",
     "size": "name: size\nkind: size\n",

@@ -80,6 +80,25 @@ def test_a_small_but_significant_slowdown_below_the_ratio_is_not_a_regression(fi
     assert change.p_value < 1e-6 and change.verdict == SAME  # 5 % slower: real, but under the 10 % policy
 
 
+def test_a_shift_within_process_noise_is_not_a_regression(first_run, tmp_path):
+    """Iterations agree it is slower, but other processes of the baseline were as slow: not a regression."""
+    _, run_dir = first_run
+    a, b = clone_run(run_dir, tmp_path, "a"), clone_run(run_dir, tmp_path, "b")
+
+    def timings(values: list[float], process_medians: list[float]):  # noqa: ANN202
+        def edit(s):  # noqa: ANN001, ANN202
+            s["lat-small"]["samples"]["ttft_ms"] = values
+            s["lat-small"]["process_medians"] = {"ttft_ms": process_medians}
+        return edit
+    edit_result(a, "base", timings([10.0 + 0.01 * i for i in range(30)], [10.1, 15.2, 14.9, 10.0, 15.1]))
+    edit_result(b, "base", timings([15.0 + 0.01 * i for i in range(30)], [15.1, 14.8, 15.3, 15.0, 14.9]))
+    change = next(c for c in compare_runs(a, b).changes if c.variant == "base" and c.metric == "TTFT p50 ms")
+    assert change.p_value < 1e-6 and change.verdict == SAME and "process medians" in change.note
+    edit_result(a, "base", timings([10.0 + 0.01 * i for i in range(30)], [10.1, 10.2, 9.9, 10.0, 10.3]))
+    change = next(c for c in compare_runs(a, b).changes if c.variant == "base" and c.metric == "TTFT p50 ms")
+    assert change.verdict == REGRESSION and change.p_value < 0.01  # 5 vs 5 processes, all apart: p = 1/252
+
+
 def test_lost_answers_are_an_accuracy_regression(first_run, tmp_path):
     _, run_dir = first_run
     worse = clone_run(run_dir, tmp_path, "worse")

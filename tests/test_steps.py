@@ -47,6 +47,18 @@ def test_step_contract(tmp_path, images, name, example):
     reloaded = load_variant(tmp_path)
     assert reloaded.generate(images["image"], images["question"], max_new_tokens=4).token_ids == first.token_ids
     assert reloaded.visual_tokens == loaded.visual_tokens
+    stored, dense = (tmp_path / "model.safetensors").stat().st_size, base_weight_bytes(tmp_path.parent / "dense")
+    if STEPS.get(name).shrinks_storage:
+        assert stored < 0.95 * dense, f"{name} claims to shrink storage: {stored} vs dense {dense} bytes"
+    else:
+        assert stored <= dense + 4096, f"{name} grew the stored weights: {stored} vs dense {dense} bytes"
+
+
+def base_weight_bytes(directory):
+    """Bytes of the untouched tiny model's `model.safetensors`, saved the same way."""
+    if not (directory / "model.safetensors").exists():
+        build_and_save(directory, [])
+    return (directory / "model.safetensors").stat().st_size
 
 
 def _vision_features(loaded, images):

@@ -61,6 +61,9 @@ class Step:
     default_targets: ClassVar[tuple[str, ...]] = COMPONENTS
     #: Configs the registry-wide contract tests run this step with (at least one).
     examples: ClassVar[list[dict[str, Any]]] = []
+    #: True when the step's examples must make `model.safetensors` smaller (the contract tests
+    #: check it); False when stored weights keep their size (zeros, hooks, caches, structure).
+    shrinks_storage: ClassVar[bool] = False
 
     def targets(self, config: StepConfig) -> tuple[str, ...]:
         return tuple(config.targets) if config.targets else self.default_targets

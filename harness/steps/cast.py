@@ -32,6 +32,7 @@ def _cast_inputs(dtype: Any):  # noqa: ANN202 - returns a hook
 @STEPS.register("cast", "cast component weights and compute to fp16 / bf16")
 class Cast(Step):
     Config = CastConfig
+    shrinks_storage: ClassVar[bool] = True
     examples: ClassVar[list[dict]] = [{"kind": "cast", "dtype": "bf16"},
                                       {"kind": "cast", "dtype": "fp16", "targets": ["llm"]}]
 

@@ -263,6 +263,7 @@ def _summary(assignment: dict[str, int]) -> str:
 @STEPS.register(STEP, "per-layer INT4/INT8/float weights chosen by measured sensitivity to meet max_size_mb")
 class MixedPrecision(Step):
     Config = MixedPrecisionConfig
+    shrinks_storage: ClassVar[bool] = True
     default_targets: ClassVar[tuple[str, ...]] = COMPONENTS
     examples: ClassVar[list[dict]] = [
         {"kind": STEP, "max_size_mb": 0.137, "bits": [4, 8],

@@ -49,6 +49,7 @@ def linear_layers(model: Any, components: tuple[str, ...], ignore: list[str]) ->
 @STEPS.register("quantize", "torchao INT8 (dynamic activations or weight-only) on Linear layers")
 class Quantize(Step):
     Config = QuantizeConfig
+    shrinks_storage: ClassVar[bool] = True
     default_targets: ClassVar[tuple[str, ...]] = ("llm",)
     examples: ClassVar[list[dict]] = [
         {"kind": "quantize", "method": "dynamic-int8"},

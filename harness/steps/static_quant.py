@@ -263,6 +263,7 @@ def _weight_bytes(tensors: Any) -> int:
 @STEPS.register(STEP, "static INT8 activations + weights of vision/projector via PT2E (export, calibrate, convert)")
 class StaticInt8(Step):
     Config = StaticInt8Config
+    shrinks_storage: ClassVar[bool] = True
     default_targets: ClassVar[tuple[str, ...]] = SUPPORTED
     examples: ClassVar[list[dict]] = [
         {"kind": STEP, "calibration": {"items": 8, "batch_size": 8,

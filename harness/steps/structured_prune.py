@@ -118,6 +118,7 @@ def _norm(t: Any) -> float:
 @STEPS.register("structured-prune", "remove attention heads, MLP channels, decoder layers or FastViT blocks")
 class StructuredPrune(Step):
     Config = StructuredPruneConfig
+    shrinks_storage: ClassVar[bool] = True
     default_targets: ClassVar[tuple[str, ...]] = ("llm",)
     examples: ClassVar[list[dict]] = [
         {"kind": "structured-prune", "what": "heads", "heads": [1], "head_unit": "query"},

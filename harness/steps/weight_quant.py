@@ -228,6 +228,7 @@ def _check(config: WeightQuantConfig, loaded: Any, chosen: list[str]) -> None:
 @STEPS.register(STEP, "INC weight-only INT4/INT8 (RTN, GPTQ, AWQ) on Linear layers, stored packed")
 class WeightQuant(Step):
     Config = WeightQuantConfig
+    shrinks_storage: ClassVar[bool] = True
     default_targets: ClassVar[tuple[str, ...]] = ("llm",)
     examples: ClassVar[list[dict]] = [
         {"kind": STEP, "algorithm": "rtn", "bits": 4, "group_size": 16},

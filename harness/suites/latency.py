@@ -32,6 +32,9 @@ class LatencyConfig(SuiteConfig):
     min_seconds: float = Field(3.0, ge=0)
     max_iterations: int = Field(1000, gt=0)
     new_tokens: int = Field(8, ge=2)
+    processes: int = Field(1, ge=1, description="fresh processes to measure in (process-level noise shows "
+                                                "only across processes; 1 = measure in the variant's worker)")
+    process_timeout_s: float = Field(600, gt=0)
 
 
 @SUITE_KINDS.register("latency", "TTFT split into preprocess / vision / prefill, decode tok/s; p50/p90/p99")
@@ -39,47 +42,106 @@ class Latency:
     Config = LatencyConfig
 
     def run(self, config: LatencyConfig, ctx: SuiteContext) -> dict[str, Any]:
-        import torch
+        if config.processes == 1:
+            session, result = measure(ctx.runtime, ctx.artifact, config, ctx.recipe_dir)
+            ctx.adopt(session)  # later suites reuse the warm session
+            return result
+        return _measure_in_processes(config, ctx)
 
-        data = load_split(config.dataset, ctx.recipe_dir)
-        rows = data.select(range(min(config.items, len(data))))
-        images, questions = rows["image"], rows["question"]
 
-        def once(session: Any, i: int) -> Any:
-            k = i % len(images)
-            return session.generate([images[k]], [questions[k]], max_new_tokens=config.new_tokens,
-                                    min_new_tokens=config.new_tokens).times
+def measure(runtime: Any, artifact: Any, config: LatencyConfig, recipe_dir: Any) -> tuple[Any, dict[str, Any]]:
+    """Load the artifact, time the first call, warm up, then measure; returns (session, result)."""
+    import torch
 
-        start = time.perf_counter()
-        session = ctx.runtime.load(ctx.artifact)
-        load_ms = (time.perf_counter() - start) * 1e3
-        first = once(session, 0)
-        ctx.adopt(session)
-        for i in range(config.warmup):
-            once(session, i)
-        samples: dict[str, list[float]] = {s: [] for s in STAGES}
-        samples["decode_tokens_per_s"] = []
-        began = time.perf_counter()
-        i = 0
-        kv_bytes = getattr(first, "kv_cache_bytes", None)
-        while i < config.max_iterations and (
-                i < config.min_iterations or time.perf_counter() - began < config.min_seconds):
-            times = once(session, i)
-            kv_bytes = getattr(times, "kv_cache_bytes", kv_bytes)
-            decode_total = sum(times.decode_ms)
-            for stage, value in (("preprocess_ms", times.preprocess_ms), ("vision_ms", times.vision_ms),
-                                 ("prefill_ms", times.prefill_ms), ("ttft_ms", times.ttft_ms),
-                                 ("decode_token_ms", decode_total / len(times.decode_ms)),
-                                 ("total_ms", times.total_ms),
-                                 ("decode_tokens_per_s", 1e3 * len(times.decode_ms) / decode_total)):
-                samples[stage].append(value)
-            i += 1
-        stats = {stage: summarize(values) for stage, values in samples.items()}
-        for stage, values in samples.items():
-            stats[stage]["p50_ci"] = list(median_ci(values))
-        return {"cold_start": {"load_ms": load_ms, "first_generation_ms": first.total_ms,
-                               "first_ttft_ms": first.ttft_ms},
-                "stats": stats, "samples": samples, "iterations": i,
-                "measured_seconds": time.perf_counter() - began, "new_tokens": config.new_tokens,
-                "batch_size": 1, "threads": torch.get_num_threads(), "cpu": cpu_model(),
-                "visual_tokens": getattr(session, "visual_tokens", None), "kv_cache_bytes": kv_bytes}
+    data = load_split(config.dataset, recipe_dir)
+    rows = data.select(range(min(config.items, len(data))))
+    images, questions = rows["image"], rows["question"]
+
+    def once(session: Any, i: int) -> Any:
+        k = i % len(images)
+        return session.generate([images[k]], [questions[k]], max_new_tokens=config.new_tokens,
+                                min_new_tokens=config.new_tokens).times
+
+    start = time.perf_counter()
+    session = runtime.load(artifact)
+    load_ms = (time.perf_counter() - start) * 1e3
+    first = once(session, 0)
+    for i in range(config.warmup):
+        once(session, i)
+    samples: dict[str, list[float]] = {s: [] for s in STAGES}
+    samples["decode_tokens_per_s"] = []
+    began = time.perf_counter()
+    i = 0
+    kv_bytes = getattr(first, "kv_cache_bytes", None)
+    while i < config.max_iterations and (
+            i < config.min_iterations or time.perf_counter() - began < config.min_seconds):
+        times = once(session, i)
+        kv_bytes = getattr(times, "kv_cache_bytes", kv_bytes)
+        decode_total = sum(times.decode_ms)
+        for stage, value in (("preprocess_ms", times.preprocess_ms), ("vision_ms", times.vision_ms),
+                             ("prefill_ms", times.prefill_ms), ("ttft_ms", times.ttft_ms),
+                             ("decode_token_ms", decode_total / len(times.decode_ms)),
+                             ("total_ms", times.total_ms),
+                             ("decode_tokens_per_s", 1e3 * len(times.decode_ms) / decode_total)):
+            samples[stage].append(value)
+        i += 1
+    result = {"cold_start": {"load_ms": load_ms, "first_generation_ms": first.total_ms,
+                             "first_ttft_ms": first.ttft_ms},
+              "samples": samples, "iterations": i, "measured_seconds": time.perf_counter() - began,
+              "new_tokens": config.new_tokens, "batch_size": 1, "threads": torch.get_num_threads(),
+              "cpu": cpu_model(), "visual_tokens": getattr(session, "visual_tokens", None),
+              "kv_cache_bytes": kv_bytes, "processes": 1}
+    return session, _with_stats(result, [samples])
+
+
+def measure_child(payload: dict[str, Any]) -> dict[str, Any]:
+    """Entry point of one fresh measurement process (see `_measure_in_processes`)."""
+    from pathlib import Path
+
+    import torch
+
+    from harness.registries import RUNTIMES
+
+    if payload.get("threads"):
+        torch.set_num_threads(int(payload["threads"]))
+    recipe_dir = Path(payload["recipe_dir"]) if payload.get("recipe_dir") else None
+    _, result = measure(RUNTIMES.get(payload["runtime"])(), Path(payload["artifact"]),
+                        LatencyConfig.model_validate(payload["config"]), recipe_dir)
+    return result
+
+
+def _measure_in_processes(config: LatencyConfig, ctx: SuiteContext) -> dict[str, Any]:
+    """The same measurement in `processes` fresh processes, pooled, with per-process medians.
+
+    A process's memory layout and thread placement shift all its timings together (seen here: the
+    same model at 15 or 21 ms TTFT depending on the process), so iterations of one process are not
+    independent samples of the machine. Several processes let `harness compare` see that spread.
+    """
+    import torch
+
+    from harness.errors import RuntimeBackendError
+    from harness.executors import run_isolated
+
+    payload = {"runtime": ctx.runtime_name, "artifact": str(ctx.artifact), "config": config.model_dump(mode="json"),
+               "recipe_dir": str(ctx.recipe_dir) if ctx.recipe_dir else None, "threads": torch.get_num_threads()}
+    results = []
+    for index in range(config.processes):
+        outcome = run_isolated("harness.suites.latency:measure_child", payload,
+                               ctx.work_dir / f"latency-{config.name}-{index}", config.process_timeout_s)
+        if not outcome.ok:
+            raise RuntimeBackendError(f"suite '{config.name}': measurement process {index} failed: {outcome.error}")
+        results.append(outcome.result)
+    merged = {**results[0], "iterations": sum(r["iterations"] for r in results),
+              "measured_seconds": sum(r["measured_seconds"] for r in results), "processes": len(results),
+              "samples": {k: [x for r in results for x in r["samples"][k]] for k in results[0]["samples"]}}
+    return _with_stats(merged, [r["samples"] for r in results])
+
+
+def _with_stats(result: dict[str, Any], per_process: list[dict[str, list[float]]]) -> dict[str, Any]:
+    import numpy as np
+
+    stats = {stage: summarize(values) for stage, values in result["samples"].items()}
+    for stage, values in result["samples"].items():
+        stats[stage]["p50_ci"] = list(median_ci(values))
+    medians = {stage: [float(np.median(s[stage])) for s in per_process] for stage in result["samples"]}
+    return {**result, "stats": stats, "process_medians": medians}
