@@ -81,7 +81,7 @@ def test_a_small_but_significant_slowdown_below_the_ratio_is_not_a_regression(fi
 
 
 def test_a_shift_within_process_noise_is_not_a_regression(first_run, tmp_path):
-    """Iterations agree it is slower, but other processes of the baseline were as slow: not a regression."""
+    """Every iteration is slower, but other processes of the baseline were as slow: not a regression."""
     _, run_dir = first_run
     a, b = clone_run(run_dir, tmp_path, "a"), clone_run(run_dir, tmp_path, "b")
 
@@ -93,7 +93,7 @@ def test_a_shift_within_process_noise_is_not_a_regression(first_run, tmp_path):
     edit_result(a, "base", timings([10.0 + 0.01 * i for i in range(30)], [10.1, 15.2, 14.9, 10.0, 15.1]))
     edit_result(b, "base", timings([15.0 + 0.01 * i for i in range(30)], [15.1, 14.8, 15.3, 15.0, 14.9]))
     change = next(c for c in compare_runs(a, b).changes if c.variant == "base" and c.metric == "TTFT p50 ms")
-    assert change.p_value < 1e-6 and change.verdict == SAME and "process medians" in change.note
+    assert change.verdict == SAME and change.p_value > 0.01 and "process medians" in change.note
     edit_result(a, "base", timings([10.0 + 0.01 * i for i in range(30)], [10.1, 10.2, 9.9, 10.0, 10.3]))
     change = next(c for c in compare_runs(a, b).changes if c.variant == "base" and c.metric == "TTFT p50 ms")
     assert change.verdict == REGRESSION and change.p_value < 0.01  # 5 vs 5 processes, all apart: p = 1/252
