@@ -114,7 +114,3 @@ def standings(points: dict[str, dict[str, Value]], objectives: list[Objective]) 
         out[name] = standing
     return out
 
-
-def frontier(points: dict[str, dict[str, Value]], objectives: list[Objective]) -> dict[str, list[str]]:
-    """For each variant, the variants that dominate it beyond noise on every objective."""
-    return {name: s.dominated_by for name, s in standings(points, objectives).items()}
