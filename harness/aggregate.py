@@ -7,9 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.stats import mcnemar_exact, retention_ci
+from harness.stats import mcnemar_exact, paired_scores, retention_ci
 
 TARGET_UNITS = {"max_size_mb": "MB", "max_peak_memory_mb": "MiB", "max_ttft_ms": "ms", "min_retention": "×"}
+
+
+#: Suite kinds whose results are per-item scores (score, ci, n, items): retention and paired tests apply.
+SCORED_KINDS: tuple[str, ...] = ("accuracy", "lm-eval")
 
 
 def load_results(run_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -24,16 +28,29 @@ def _suites_of(result: dict[str, Any], runtime: str) -> dict[str, Any]:
     return result.get("measurements", {}).get(runtime, {}).get("suites", {})
 
 
-def paired(base_items: list[dict], items: list[dict]) -> dict[str, Any]:
-    """Retention, McNemar and answer agreement on the items both runs answered."""
+def is_binary(data: dict[str, Any]) -> bool:
+    """Whether a suite's per-item scores are 0/1 (its metric says so; older results: every score is)."""
+    if "binary" in data:
+        return bool(data["binary"])
+    return all(it.get("score") in (0, 1, 0.0, 1.0) for it in data.get("items", []))
+
+
+def paired(base_items: list[dict], items: list[dict], binary: bool = True) -> dict[str, Any]:
+    """Retention, McNemar and answer agreement on the items both runs answered.
+
+    Graded scores (binary False) get a paired bootstrap of the ratio and mean difference and a
+    Wilcoxon signed-rank test instead: thresholding them at 1 would call 0.9 VQA accuracy wrong."""
     base_by_id = {it["id"]: it for it in base_items}
     pairs = [(base_by_id[it["id"]], it) for it in items if it["id"] in base_by_id]
     if not pairs:
         return {"n_paired": 0}
+    if not binary:
+        return _paired_graded(pairs)
     base_ok = [b["score"] >= 1.0 for b, _ in pairs]
     ok = [v["score"] >= 1.0 for _, v in pairs]
     point, low, high = retention_ci(base_ok, ok)
-    agreement = sum(b["prediction"].strip().lower() == v["prediction"].strip().lower() for b, v in pairs)
+    agreement = sum((b.get("prediction") or "").strip().lower() == (v.get("prediction") or "").strip().lower()
+                    for b, v in pairs)
     by_group: dict[str, Any] = {}
     for group in sorted({str(v.get("group")) for _, v in pairs if v.get("group") is not None}):
         chosen = [(b["score"] >= 1.0, v["score"] >= 1.0) for b, v in pairs if str(v.get("group")) == group]
@@ -41,6 +58,19 @@ def paired(base_items: list[dict], items: list[dict]) -> dict[str, Any]:
         by_group[group] = {"retention": g_point, "retention_ci": [g_low, g_high], "n": len(chosen)}
     return {"n_paired": len(pairs), "retention": point, "retention_ci": [low, high],
             "mcnemar": mcnemar_exact(base_ok, ok), "agreement": agreement / len(pairs),
+            "group_retention": by_group}
+
+
+def _paired_graded(pairs: list[tuple[dict, dict]]) -> dict[str, Any]:
+    base, new = [float(b["score"]) for b, _ in pairs], [float(v["score"]) for _, v in pairs]
+    agreement = sum((b.get("prediction") or "").strip().lower() == (v.get("prediction") or "").strip().lower()
+                    for b, v in pairs)
+    by_group: dict[str, Any] = {}
+    for group in sorted({str(v.get("group")) for _, v in pairs if v.get("group") is not None}):
+        chosen = [(float(b["score"]), float(v["score"])) for b, v in pairs if str(v.get("group")) == group]
+        stats = paired_scores([b for b, _ in chosen], [v for _, v in chosen])
+        by_group[group] = {"retention": stats["retention"], "retention_ci": stats["retention_ci"], "n": len(chosen)}
+    return {"n_paired": len(pairs), **paired_scores(base, new), "agreement": agreement / len(pairs),
             "group_retention": by_group}
 
 
@@ -75,16 +105,27 @@ def summarize_variant(result: dict[str, Any], runtime: str, baseline: dict[str, 
     base_suites = _suites_of(baseline, runtime) or _suites_of(baseline, "torch-eager")
     summary: dict[str, Any] = {"accuracy": {}, "errors": {}}
     for name, data in suites.items():
+        if data.get("status") == "unavailable":  # the runtime cannot measure here (e.g. needs macOS)
+            summary.setdefault("unavailable", {})[name] = data.get("error")
+            if data.get("kind") == "parity":
+                summary["parity"] = {"status": "unavailable", "error": data.get("error")}
+            continue
         if data.get("status") != "ok":
             summary["errors"][name] = data.get("error")
+            if data.get("kind") == "parity":
+                summary["parity"] = {"status": "error", "error": data.get("error")}
             continue
         kind = data["kind"]
-        if kind == "accuracy":
+        if kind == "parity":
+            summary["parity"] = {"status": "ok", **{k: data.get(k) for k in (
+                "encoder", "logits", "agreement", "token_agreement", "n", "numeric_items", "disagreements")}}
+        if kind in SCORED_KINDS:
             entry = {"score": data["score"], "ci": data["ci"], "n": data["n"], "metric": data["metric"],
-                     "groups": data.get("groups", {}), "meaningful": data.get("meaningful", True)}
+                     "groups": data.get("groups", {}), "meaningful": data.get("meaningful", True),
+                     **{k: data[k] for k in ("corpus", "failed_items", "binary") if k in data}}
             base = base_suites.get(name, {})
             if base.get("status") == "ok":
-                entry.update(paired(base["items"], data["items"]))
+                entry.update(paired(base["items"], data["items"], is_binary(data) and is_binary(base)))
             summary["accuracy"][name] = entry
         elif kind == "latency":
             entry = _latency_summary(data)
@@ -137,6 +178,29 @@ def evaluate_targets(summary: dict[str, Any], targets: dict[str, Any]) -> dict[s
     return verdicts
 
 
+def evaluate_parity(parity: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's `parity:` thresholds against one artifact's parity numbers: pass / fail /
+    unavailable / not measured, with every failing threshold named (harness gate reads it)."""
+    limits = {k: v for k, v in policy.items() if v is not None}
+    if not limits:
+        return {"status": "report only", "failures": []}
+    if parity.get("status") == "unavailable":
+        return {"status": "unavailable", "why": parity.get("error"), "failures": []}
+    if parity.get("status") != "ok":
+        return {"status": "not measured", "why": parity.get("error"), "failures": []}
+    failures = []
+    if "min_agreement" in limits and parity["agreement"] < limits["min_agreement"]:
+        failures.append(f"agreement {parity['agreement']:.3f} < {limits['min_agreement']}")
+    if "min_cosine" in limits:
+        for part in ("encoder", "logits"):
+            cosine = parity[part]["cosine_min"]
+            if cosine < limits["min_cosine"]:
+                failures.append(f"{part} cosine {cosine:.4f} < {limits['min_cosine']}")
+    if "max_logit_abs" in limits and parity["logits"]["max_abs"] > limits["max_logit_abs"]:
+        failures.append(f"logit max-abs {parity['logits']['max_abs']:.3g} > {limits['max_logit_abs']}")
+    return {"status": "fail" if failures else "pass", "failures": failures, "limits": limits}
+
+
 def aggregate(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     resolved = json.loads((run_dir / "recipe.resolved.json").read_text())
     targets = resolved["spec"]["targets"]
@@ -150,9 +214,14 @@ def aggregate(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
                                  "traceback": result.get("traceback"),
                                  "notes": result.get("build", {}).get("notes", []),
                                  "key": result.get("build", {}).get("key"), "runtimes": {}}
-        for runtime in result.get("measurements", {}):
+        for runtime, measured in result.get("measurements", {}).items():
+            if measured.get("status") == "not applicable":
+                entry.setdefault("not_applicable", {})[runtime] = measured.get("reason")
+                continue
             summary = summarize_variant(result, runtime, baseline)
             summary["targets"] = evaluate_targets(summary, targets)
+            if "parity" in summary:
+                summary["parity"]["verdict"] = evaluate_parity(summary["parity"], resolved["spec"].get("parity") or {})
             entry["runtimes"][runtime] = summary
         variants.append(entry)
     return {"run_id": manifest["run_id"], "recipe": manifest["recipe"], "baseline": manifest["baseline"],

@@ -52,7 +52,12 @@ def run(recipe: Path | None = typer.Argument(None, help="Recipe YAML to run."),
         output: Path | None = typer.Option(None, "--output", "-o",
                                            help="Directory for runs (default: recipe's output)."),
         resume: Path | None = typer.Option(None, "--resume", help="Finish an interrupted run directory."),
-        no_progress: bool = typer.Option(False, "--no-progress", help="Plain output, no progress bar.")) -> None:
+        no_progress: bool = typer.Option(False, "--no-progress", help="Plain output, no progress bar."),
+        no_cache: bool = typer.Option(False, "--no-cache",
+                                      help="Bypass the response cache (neither read nor write answers)."),
+        data_dir: list[Path] = typer.Option([], "--data-dir",
+                                            help="Folder with local dataset copies (<dir>/<hub id>/...), searched "
+                                                 "before the hub cache; repeatable.")) -> None:
     """Build every variant of RECIPE, measure it, write the report and print its path."""
     from harness.errors import ConfigError
     from harness.gate import checks
@@ -60,7 +65,12 @@ def run(recipe: Path | None = typer.Argument(None, help="Recipe YAML to run."),
 
     if (recipe is None) == (resume is None):
         raise ConfigError("give a recipe file, or --resume RUN_DIR (not both)")
-    run_dir = run_recipe(recipe, output=output, resume=resume, progress=not no_progress)
+    if data_dir:  # the spawned variant workers inherit it (harness.data.sources.data_dirs)
+        from harness.data.sources import use_data_dirs
+
+        use_data_dirs(data_dir)
+    run_dir = run_recipe(recipe, output=output, resume=resume, progress=not no_progress,
+                         use_cache=not no_cache)
     summary = json.loads((run_dir / "results.json").read_text())
     failed = [v["name"] for v in summary["variants"] if v["status"] != "ok"]
     misses = [f"{c.variant}/{c.target}" for c in checks(summary) if not c.ok]

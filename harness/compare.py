@@ -2,7 +2,8 @@
 
 Latency: ratio of medians plus a one-sided Mann-Whitney U test on the raw samples (a regression
 needs ratio > policy AND p < alpha). Accuracy: the same items in both runs, exact McNemar test
-on the discordant pairs. Memory: repeats' ranges must not overlap. Size: deterministic ratio.
+on the discordant pairs (graded scores such as VQA accuracy or ANLS: Wilcoxon signed-rank test and a
+paired bootstrap CI of the mean change). Memory: repeats' ranges must not overlap. Size: deterministic ratio.
 Anything that cannot be compared (a suite defined differently, a variant missing or failed, an
 older report format) is reported as *not comparable* with the reason — never as "no change".
 """
@@ -14,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.aggregate import SCORED_KINDS
 from harness.errors import RunDirError
 
 REPORT_VERSION = 1
@@ -140,6 +142,7 @@ def _median(values: list[float]) -> float:
 
 def _accuracy(name: str, old: dict[str, Any], new: dict[str, Any], variant: str, runtime: str,
               policy: Any) -> Change:
+    from harness.aggregate import is_binary
     from harness.stats import mcnemar_exact
 
     old_items = {it["id"]: it for it in old["items"]}
@@ -147,6 +150,8 @@ def _accuracy(name: str, old: dict[str, Any], new: dict[str, Any], variant: str,
     if len(pairs) < len(old_items) or len(pairs) < len(new["items"]):
         return Change(variant, runtime, f"{name} score", NOT_COMPARABLE, old["score"], new["score"],
                       note=f"only {len(pairs)} of {len(old_items)}/{len(new['items'])} items are shared")
+    if not (is_binary(old) and is_binary(new)):
+        return _accuracy_graded(name, pairs, variant, runtime, policy)
     a = [o["score"] >= 1.0 for o, _ in pairs]
     b = [n["score"] >= 1.0 for _, n in pairs]
     test = mcnemar_exact(a, b)
@@ -160,6 +165,27 @@ def _accuracy(name: str, old: dict[str, Any], new: dict[str, Any], variant: str,
         verdict = SAME
     return Change(variant, runtime, f"{name} score", verdict, old_score, new_score, f"{new_score - old_score:+.4f}",
                   test["p_value"], f"McNemar exact, lost {test['lost']} / gained {test['gained']} of {len(pairs)}")
+
+
+def _accuracy_graded(name: str, pairs: list[tuple[dict, dict]], variant: str, runtime: str, policy: Any) -> Change:
+    """Graded scores item by item: Wilcoxon signed-rank p-value, paired bootstrap CI of the mean change."""
+    from harness.stats import paired_scores
+
+    a, b = [float(o["score"]) for o, _ in pairs], [float(n["score"]) for _, n in pairs]
+    stats = paired_scores(a, b)
+    old_score, new_score = sum(a) / len(a), sum(b) / len(b)
+    low, high = stats["mean_diff_ci"]
+    p = stats["wilcoxon"]["p_value"]
+    if old_score - new_score > policy["accuracy_drop"] and high < 0 and p < policy["alpha"]:
+        verdict = REGRESSION
+    elif new_score > old_score and low > 0 and p < policy["alpha"]:
+        verdict = IMPROVEMENT
+    else:
+        verdict = SAME
+    w = stats["wilcoxon"]
+    return Change(variant, runtime, f"{name} score", verdict, old_score, new_score, f"{new_score - old_score:+.4f}",
+                  p, f"Wilcoxon signed-rank, {w['lower']} lower / {w['higher']} higher of {len(pairs)}; "
+                     f"paired bootstrap 95 % CI of the change [{low:+.4f}, {high:+.4f}]")
 
 
 def _memory(old: dict[str, Any], new: dict[str, Any], variant: str, runtime: str, policy: Any) -> Change:
@@ -188,7 +214,7 @@ def _suite_changes(name: str, old: dict[str, Any], new: dict[str, Any], variant:
     kind = new.get("kind")
     if kind == "latency":
         return _latency(old, new, variant, runtime, policy)
-    if kind == "accuracy":
+    if kind in SCORED_KINDS:
         return [_accuracy(name, old, new, variant, runtime, policy)]
     if kind == "memory":
         return [_memory(old, new, variant, runtime, policy)]
@@ -197,7 +223,16 @@ def _suite_changes(name: str, old: dict[str, Any], new: dict[str, Any], variant:
     return [Change(variant, runtime, name, NOT_COMPARABLE, note=f"suite kind '{kind}' has no comparison")]
 
 
+def _without_none(value: Any) -> Any:
+    """A definition with unset (None) fields dropped: fields added later with a None default must not
+    make runs recorded before them look differently defined."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def _definition_difference(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    a, b = _without_none(a), _without_none(b)
     fields = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k != "description")
     return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in fields[:3]) if fields else None
 

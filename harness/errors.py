@@ -34,6 +34,14 @@ class RuntimeBackendError(HarnessError):
     """A runtime cannot execute an artifact here."""
 
 
+class RuntimeUnavailable(HarnessError):
+    """A runtime cannot measure here at all (e.g. Core ML prediction needs macOS).
+
+    Raised by a runtime's ``load()``; the worker records every suite that needs a session on
+    that runtime as "unavailable" with this message, while file-only suites (size) still run.
+    """
+
+
 class MissingExtraError(HarnessError):
     """An optional dependency group is not installed."""
 

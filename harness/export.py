@@ -1,7 +1,8 @@
 """Results as a table: one row per variant × runtime × metric, to CSV or parquet (pandas).
 
 The rows are the same flat records the history database stores, plus run and recipe ids and
-per-group accuracy, so a notebook can join runs without parsing report JSON.
+per-group accuracy, corpus-level numbers (`<suite>.corpus.<name>`: POPE F1, MME acc+, CIDEr), failed
+item counts and the mean paired change of graded metrics, so a notebook can join runs without parsing report JSON.
 """
 
 from __future__ import annotations
@@ -23,6 +24,15 @@ def rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     for variant in summary["variants"]:
         for runtime, data in variant["runtimes"].items():
             for suite, acc in data.get("accuracy", {}).items():
+                extra = {f"corpus.{k}": v for k, v in (acc.get("corpus") or {}).items()}
+                extra |= {k: acc.get(k) for k in ("failed_items", "mean_diff") if acc.get(k) is not None}
+                for name, value in extra.items():  # POPE F1, MME acc+, CIDEr...; failed item count
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        low, high = (acc.get("mean_diff_ci") or [None, None])[:2] if name == "mean_diff" \
+                            else (None, None)
+                        out.append({"run_id": summary["run_id"], "recipe": summary["recipe"],
+                                    "variant": variant["name"], "runtime": runtime, "metric": f"{suite}.{name}",
+                                    "value": float(value), "ci_low": low, "ci_high": high})
                 for group, result in acc.get("groups", {}).items():
                     low, high = (result.get("ci") or [None, None])[:2]
                     out.append({"run_id": summary["run_id"], "recipe": summary["recipe"], "variant": variant["name"],

@@ -57,10 +57,25 @@ class RegressionPolicy(Strict):
     size_ratio: float = Field(1.01, ge=1, description="size ratio above which growth counts")
 
 
+class ParityPolicy(Strict):
+    """Thresholds `harness gate` applies to the automatic parity check of every exported artifact
+    (runtime vs the torch reference of the same variant); unset fields are reported, not gated."""
+
+    min_agreement: float | None = Field(None, ge=0, le=1, description="share of identical answers")
+    min_cosine: float | None = Field(None, ge=-1, le=1,
+                                     description="lowest per-item cosine of encoder output and first-token logits")
+    max_logit_abs: float | None = Field(None, ge=0, description="largest |logit difference| allowed")
+
+
+RUNTIMES_DESCRIPTION = ("runtimes this variant is measured on (a subset of the recipe's); default: every recipe "
+                        "runtime that accepts the variant's last-added format, the others recorded as not applicable")
+
+
 class VariantSpec(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     steps: list[dict[str, Any]] = Field(default_factory=list)
     gate: bool = True
+    runtimes: list[str] | None = Field(None, description=RUNTIMES_DESCRIPTION)
 
 
 class GridSpec(Strict):
@@ -70,6 +85,7 @@ class GridSpec(Strict):
     axes: dict[str, list[Any]]
     steps: list[dict[str, Any]]
     gate: bool = True
+    runtimes: list[str] | None = Field(None, description=RUNTIMES_DESCRIPTION)
 
     @field_validator("axes")
     @classmethod
@@ -90,7 +106,11 @@ class RecipeSpec(Strict):
     suites: list[str] = Field(default_factory=lambda: ["nano-vqa", "latency", "memory", "size"])
     targets: Targets = Field(default_factory=Targets)
     regression: RegressionPolicy = Field(default_factory=RegressionPolicy)
+    parity: ParityPolicy = Field(default_factory=ParityPolicy)
     output: str = "reports"
+    data_dirs: list[str] = Field(default_factory=list, description="folders with local dataset copies "
+                                 "(<dir>/<hub id>/...), relative to the recipe, searched before the hub cache "
+                                 "(after --data-dir; docs/suites.md)")
     variant_timeout_s: float = Field(1800, gt=0)
     seed: int = 0
 
@@ -127,6 +147,10 @@ class ResolvedVariant(BaseModel):
     name: str
     steps: list[Any]  # StepConfig instances
     gate: bool = True
+    #: Formats the artifact holds, in the order they were added ("torch" first).
+    formats: list[str] = ["torch"]
+    #: The variant's own `runtimes:` (None: chosen by format, see `runtime_plan`).
+    runtimes: list[str] | None = None
 
     def steps_as_data(self) -> list[dict[str, Any]]:
         return [s.model_dump(mode="json") for s in self.steps]
@@ -153,7 +177,7 @@ def _expand(spec: RecipeSpec) -> list[tuple[VariantSpec, Loc]]:
             axes = dict(zip(keys, combo))
             name = _substitute(grid.name, axes)
             steps = _substitute(grid.steps, axes)
-            variant = VariantSpec(name=str(name), steps=steps, gate=grid.gate)
+            variant = VariantSpec(name=str(name), steps=steps, gate=grid.gate, runtimes=grid.runtimes)
             out.append((variant, ("grid", g_index)))
     return out
 
@@ -223,8 +247,10 @@ def parse_recipe(data: Any, path: Path | None = None, lines: dict[Loc, int] | No
     variants: list[ResolvedVariant] = []
     for variant, loc in _expand(spec):
         steps = [_resolve_step(raw, (*loc, "steps", i), where) for i, raw in enumerate(variant.steps)]
-        _check_formats(steps, spec.runtimes, loc, where)
-        variants.append(ResolvedVariant(name=variant.name, steps=steps, gate=variant.gate))
+        formats = _check_formats(steps, loc, where)
+        _check_runtimes(variant, formats, spec.runtimes, loc, where)
+        variants.append(ResolvedVariant(name=variant.name, steps=steps, gate=variant.gate, formats=formats,
+                                        runtimes=variant.runtimes))
     if not variants:
         variants.insert(0, ResolvedVariant(name="base", steps=[]))
     names = [v.name for v in variants]
@@ -239,18 +265,73 @@ def parse_recipe(data: Any, path: Path | None = None, lines: dict[Loc, int] | No
     return Recipe(spec=spec, path=path, variants=variants)
 
 
-def _check_formats(steps: list[Any], runtimes: list[str], loc: Loc, where: Any) -> None:
-    fmt = "torch"
+def artifact_formats(kinds: list[str]) -> list[str]:
+    """Formats an artifact holds after steps of these kinds (validated recipes only)."""
+    formats = ["torch"]
+    for kind in kinds:
+        produces = STEPS.get(kind).produces
+        if produces not in formats:
+            formats.append(produces)
+    return formats
+
+
+def _check_formats(steps: list[Any], loc: Loc, where: Any) -> list[str]:
+    """The artifact's formats after each step; a step whose input format is missing, or a torch
+    step after an export (which would leave the export stale), is an error."""
+    formats = ["torch"]
     for index, config in enumerate(steps):
         step = STEPS.get(config.kind)
-        if step.consumes != fmt:
+        if step.consumes not in formats:
             raise where((*loc, "steps", index),
-                        f"step '{config.kind}' needs a {step.consumes} model but gets {fmt}; reorder the steps")
-        fmt = step.produces
+                        f"step '{config.kind}' needs a {step.consumes} artifact but the variant has only "
+                        f"{'+'.join(formats)}; add an export to {step.consumes} before it")
+        if step.consumes == step.produces == "torch" and len(formats) > 1:
+            raise where((*loc, "steps", index),
+                        f"step '{config.kind}' changes the torch model after it was exported to "
+                        f"{'+'.join(formats[1:])}; put export steps after every torch step")
+        if step.produces not in formats:
+            formats.append(step.produces)
+    return formats
+
+
+def runtime_plan(formats: list[str], runtimes: list[str], chosen: list[str] | None = None) -> dict[str, str | None]:
+    """Runtime → None when it measures the variant, else why it is not applicable.
+
+    Without a variant `runtimes:` list, a runtime measures a variant when it accepts the variant's
+    last-added format (an export variant is measured as that export; its torch weights serve as
+    the parity reference). With the list, exactly the listed runtimes measure it.
+    """
+    plan: dict[str, str | None] = {}
+    primary = formats[-1]
     for runtime in runtimes:
         accepts = RUNTIMES.get(runtime).accepts
-        if fmt not in accepts:
-            raise where(loc, f"runtime '{runtime}' cannot run a {fmt} artifact; use one of the runtimes for {fmt}")
+        if chosen is not None:
+            plan[runtime] = None if runtime in chosen else "not listed in the variant's runtimes"
+        elif primary in accepts:
+            plan[runtime] = None
+        else:
+            plan[runtime] = (f"{runtime} runs {'/'.join(accepts)} artifacts; this variant is measured as "
+                             f"{primary} (formats {'+'.join(formats)})")
+    return plan
+
+
+def _check_runtimes(variant: VariantSpec, formats: list[str], runtimes: list[str], loc: Loc, where: Any) -> None:
+    if variant.runtimes is not None:
+        for index, runtime in enumerate(variant.runtimes):
+            if runtime not in runtimes:
+                raise where((*loc, "runtimes", index),
+                            f"runtime '{runtime}' is not in the recipe's runtimes "
+                            f"{runtimes}{did_you_mean(runtime, runtimes)}")
+            accepts = RUNTIMES.get(runtime).accepts
+            if not set(accepts) & set(formats):
+                raise where((*loc, "runtimes", index),
+                            f"runtime '{runtime}' runs {'/'.join(accepts)}, but variant '{variant.name}' "
+                            f"has only {'+'.join(formats)}")
+    plan = runtime_plan(formats, runtimes, variant.runtimes)
+    if not any(reason is None for reason in plan.values()):
+        wanted = [n for n in RUNTIMES.names() if formats[-1] in RUNTIMES.get(n).accepts]
+        raise where(loc, f"no runtime of the recipe can run variant '{variant.name}' ({formats[-1]} artifact); "
+                         f"add one of {wanted or 'the runtimes for ' + formats[-1]} to runtimes")
 
 
 def _model_at(loc: Loc) -> type[BaseModel]:

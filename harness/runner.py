@@ -45,14 +45,16 @@ def open_run_dir(path: Path) -> dict[str, Any]:
         raise RunDirError(f"'{manifest}' is corrupt; this run cannot be resumed or reported") from None
 
 
-def _payload(recipe: Recipe, variant: Any, run_dir: Path, suites: list[dict[str, Any]]) -> dict[str, Any]:
+def _payload(recipe: Recipe, variant: Any, run_dir: Path, suites: list[dict[str, Any]],
+             use_cache: bool = True) -> dict[str, Any]:
     from harness.paths import cache_dir
 
     return {"base": recipe.spec.base.model_dump(), "steps": variant.steps_as_data(),
-            "runtimes": recipe.spec.runtimes, "suites": suites, "seed": recipe.spec.seed,
+            "runtimes": recipe.spec.runtimes, "variant_runtimes": getattr(variant, "runtimes", None),
+            "suites": suites, "seed": recipe.spec.seed,
             "cache_dir": str(cache_dir()), "work_dir": str(run_dir / "variants" / variant.name),
             "recipe_dir": str(recipe.path.parent.resolve()) if recipe.path else None,
-            "threads": int(os.environ.get("HARNESS_THREADS", "0")) or None}
+            "threads": int(os.environ.get("HARNESS_THREADS", "0")) or None, "use_cache": use_cache}
 
 
 def resolve_suites(recipe: Recipe) -> list[dict[str, Any]]:
@@ -63,8 +65,8 @@ def resolve_suites(recipe: Recipe) -> list[dict[str, Any]]:
 
 
 def run(recipe_path: Path | None = None, output: Path | None = None, resume: Path | None = None,
-        progress: bool = True) -> Path:
-    """Execute (or resume) a run; return its directory."""
+        progress: bool = True, use_cache: bool = True) -> Path:
+    """Execute (or resume) a run; return its directory. `use_cache=False` bypasses the response cache."""
     from harness.environment import describe
     from harness.executors import run_isolated
     from harness.ui import VariantProgress
@@ -94,6 +96,10 @@ def run(recipe_path: Path | None = None, output: Path | None = None, resume: Pat
              "variants": [{"name": v.name, "steps": v.steps_as_data(), "gate": v.gate} for v in recipe.variants]},
             indent=2))
 
+    if recipe.spec.data_dirs:  # after --data-dir / FASTVLM_HARNESS_DATA; the spawned workers inherit it
+        from harness.data.sources import append_data_dirs
+
+        append_data_dirs(recipe.spec.data_dirs, recipe.path.parent if recipe.path else Path.cwd())
     if recipe.spec.base.model == "nano":
         from harness.models.nano import ensure_nano
 
@@ -105,7 +111,7 @@ def run(recipe_path: Path | None = None, output: Path | None = None, resume: Pat
                 bar.advance(variant.name, "done earlier")
                 continue
             bar.start(variant.name)
-            outcome = run_isolated("harness.worker:run_variant", _payload(recipe, variant, run_dir, suites),
+            outcome = run_isolated("harness.worker:run_variant", _payload(recipe, variant, run_dir, suites, use_cache),
                                    vdir, recipe.spec.variant_timeout_s)
             record = {"variant": variant.name, "steps": variant.steps_as_data(), "gate": variant.gate,
                       "status": "ok" if outcome.ok else "failed", "seconds": outcome.seconds,

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, RuntimeUnavailable
+from harness.recipe import artifact_formats, runtime_plan
 
 
 def base_identity(reference: str) -> dict[str, Any]:
@@ -50,27 +51,42 @@ def build(payload: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     if (target / "harness_variant.json").exists():
         manifest = read_manifest(target)
         return target, {"cached": True, "key": key, "notes": manifest.get("notes", []),
-                        "build_seconds": manifest.get("build_seconds")}
+                        "build_seconds": manifest.get("build_seconds"),
+                        "training": training_curves(manifest.get("step_records", []))}
     start = time.perf_counter()
     base = payload["base"]
     loaded = load_model(base["model"], base.get("revision"), base.get("trust_remote_code", False))
     base_config = loaded.model.config.to_dict()
-    ctx = StepContext(replay=False, data_dir=Path(payload["recipe_dir"]) if payload.get("recipe_dir") else None)
-    for raw in payload["steps"]:
-        apply_step(raw, loaded, ctx)
-    seconds = time.perf_counter() - start
     tmp = target.with_name(f"{key}.tmp-{time.time_ns()}")
-    manifest = {"base": {"model": base["model"], "source": loaded.source,
-                         "random_weights": loaded.random_weights},
-                "base_config": base_config, "steps": payload["steps"], "notes": ctx.notes,
-                "step_records": ctx.records,
-                "build_seconds": seconds, "key": key}
-    save_variant(loaded, tmp, manifest)
+    # Export steps stage their files in <tmp>/exports/<fmt>/; the rename below moves them with
+    # the torch weights into <artifact>/exports/<fmt>/.
+    ctx = StepContext(replay=False, data_dir=Path(payload["recipe_dir"]) if payload.get("recipe_dir") else None,
+                      staging=tmp / "exports", work_dir=Path(payload["cache_dir"]) / "training" / key,
+                      base_model={k: base.get(k) for k in ("model", "revision", "trust_remote_code")})
+    try:
+        for raw in payload["steps"]:
+            apply_step(raw, loaded, ctx)
+        seconds = time.perf_counter() - start
+        manifest = {"base": {"model": base["model"], "source": loaded.source,
+                             "random_weights": loaded.random_weights},
+                    "base_config": base_config, "steps": payload["steps"], "notes": ctx.notes,
+                    "step_records": ctx.records,
+                    "build_seconds": seconds, "key": key}
+        save_variant(loaded, tmp, manifest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         tmp.rename(target)
     except OSError:  # built concurrently by another run: identical content, keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
-    return target, {"cached": False, "key": key, "notes": ctx.notes, "build_seconds": seconds}
+    return target, {"cached": False, "key": key, "notes": ctx.notes, "build_seconds": seconds,
+                    "training": training_curves(ctx.records)}
+
+
+def training_curves(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The training steps' curves (loss per step, evaluations, seconds, tokens/s) for result.json."""
+    return [r["training"] for r in records if isinstance(r, dict) and "training" in r]
 
 
 def run_variant(payload: dict[str, Any]) -> dict[str, Any]:
@@ -85,21 +101,63 @@ def run_variant(payload: dict[str, Any]) -> dict[str, Any]:
     artifact, build_info = build(payload)
     random_weights = payload["base"]["model"].startswith("random:")
     measurements: dict[str, dict[str, Any]] = {}
+    plan = runtime_plan(artifact_formats([s["kind"] for s in payload["steps"]]), payload["runtimes"],
+                        payload.get("variant_runtimes"))
     for runtime_name in payload["runtimes"]:
+        if plan[runtime_name] is not None:  # recorded, shown in the report: never a silent skip
+            measurements[runtime_name] = {"status": "not applicable", "reason": plan[runtime_name], "suites": {}}
+            continue
         runtime = RUNTIMES.get(runtime_name)()
         ctx = SuiteContext(runtime_name=runtime_name, runtime=runtime, artifact=artifact,
                            work_dir=Path(payload["work_dir"]),
                            recipe_dir=Path(payload["recipe_dir"]) if payload.get("recipe_dir") else None,
-                           random_weights=random_weights)
+                           random_weights=random_weights, variant_key=build_info["key"],
+                           cache_dir=Path(payload["cache_dir"]), use_cache=payload.get("use_cache", True))
         per_suite: dict[str, Any] = {}
-        for suite in payload["suites"]:
+        blocked = _probe(runtime, ctx)
+        for suite in _suites_for(runtime, payload["suites"], ctx.recipe_dir):
             kind = SUITE_KINDS.get(suite["kind"])
             start = time.perf_counter()
+            if blocked is not None and getattr(kind, "needs_session", True):
+                per_suite[suite["name"]] = {"kind": suite["kind"], **blocked, "wall_seconds": 0.0}
+                continue
             try:
                 result = kind().run(kind.Config.model_validate(suite), ctx)
                 per_suite[suite["name"]] = {"status": "ok", "kind": suite["kind"], **result}
+            except RuntimeUnavailable as exc:
+                blocked = {"status": "unavailable", "error": str(exc)}
+                per_suite[suite["name"]] = {"kind": suite["kind"], **blocked}
             except HarnessError as exc:
                 per_suite[suite["name"]] = {"status": "error", "kind": suite["kind"], "error": str(exc)}
             per_suite[suite["name"]]["wall_seconds"] = time.perf_counter() - start
         measurements[runtime_name] = {"info": runtime.info(), "suites": per_suite}
+    reused = [f"{rt}/{name} {s['cache']['hits']}/{s['cache']['hits'] + s['cache']['misses']}"
+              for rt, m in measurements.items() for name, s in m["suites"].items() if s.get("cache", {}).get("hits")]
+    if reused:  # a note in the report: these answers were read from the response cache, not generated now
+        build_info["notes"] = [*build_info.get("notes", []), f"answers from the response cache: {', '.join(reused)}"]
     return {"artifact": str(artifact), "build": build_info, "measurements": measurements}
+
+
+def _probe(runtime: Any, ctx: Any) -> dict[str, Any] | None:
+    """Load a non-torch runtime's session once, up front: a runtime that cannot measure here
+    (RuntimeUnavailable) or cannot load the artifact at all blocks every session suite with one
+    recorded line, while file-only suites (size) still run. torch-eager always loads here."""
+    if "torch" in getattr(runtime, "accepts", ("torch",)):
+        return None
+    try:
+        ctx.session()
+    except RuntimeUnavailable as exc:
+        return {"status": "unavailable", "error": str(exc)}
+    except HarnessError as exc:
+        return {"status": "error", "error": str(exc)}
+    return None
+
+
+def _suites_for(runtime: Any, suites: list[dict[str, Any]], recipe_dir: Path | None) -> list[dict[str, Any]]:
+    """The recipe's suites, plus the shipped `parity` suite for every non-torch runtime (unless
+    the recipe already names a parity suite): every exported artifact is checked automatically."""
+    if "torch" in getattr(runtime, "accepts", ("torch",)) or any(s["kind"] == "parity" for s in suites):
+        return suites
+    from harness.suites._spec import load_suite
+
+    return [*suites, load_suite("parity", recipe_dir).model_dump(mode="json")]

@@ -1,27 +1,167 @@
 """Load a suite's dataset only through `datasets`: the generated nano-VQA set, a local file or
-folder (parquet / json / imagefolder), or a hub id from the local cache when offline."""
+folder (parquet / json / imagefolder), a hub id found in a data directory (`<dir>/<hub id>/`,
+the parquet layout `datasets` itself reads), or a hub id from the local cache when offline.
+
+Data directories come from `--data-dir`, FASTVLM_HARNESS_DATA (os.pathsep-separated) and the
+recipe's `data_dirs`, in that order, and are searched before the hub cache: that is how a user
+with local copies runs the real suites without network, and how the tests point the shipped
+suites at fixture datasets. Nothing is downloaded by this module; a dataset that is not found is
+one clear line naming the id, where it looked and how to provide it.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import DataError
 
 LOCAL_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
+DATA_ENV = "FASTVLM_HARNESS_DATA"
+CONFIG_COLUMN = "_config"  # added when a suite reads several configs (MMMU's subjects)
 
 
 class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
     name: str  # "nano-vqa", a local path, or a hub id
     config: str | None = None
+    # several configs of one dataset read as one set (MMMU: one config per subject); each row gets
+    # its config's name in the `_config` column (usable as `group_by: _config`)
+    configs: list[str] | None = Field(None, min_length=1)
     split: str = "test"
+    # keep only rows whose columns equal these values (SEED-Bench: {data_type: image})
+    filter: dict[str, Any] | None = None
+
+    def label(self) -> str:
+        configs = self.configs or ([self.config] if self.config else [])
+        return f"{self.name}" + (f" (config {', '.join(configs)})" if configs else "") + f", split {self.split}"
 
 
-def load_split(spec: DatasetSpec, base_dir: Path | None = None) -> Any:
+def data_dirs(extra: list[Path] | None = None) -> list[Path]:
+    """Where local copies of hub datasets are looked for, in order."""
+    dirs = list(extra or [])
+    dirs += [Path(p) for p in os.environ.get(DATA_ENV, "").split(os.pathsep) if p]
+    return list(dict.fromkeys(d.expanduser().resolve() for d in dirs))
+
+
+def use_data_dirs(dirs: list[Path]) -> None:
+    """Put `dirs` first in this process's (and its workers') data search path."""
+    for directory in dirs:
+        if not directory.is_dir():
+            raise DataError(f"--data-dir '{directory}' is not a directory")
+    current = [p for p in os.environ.get(DATA_ENV, "").split(os.pathsep) if p]
+    os.environ[DATA_ENV] = os.pathsep.join([str(d.resolve()) for d in dirs] + current)
+
+
+def append_data_dirs(dirs: list[str], base: Path) -> None:
+    """A recipe's `data_dirs` (relative to the recipe), searched after those already set."""
+    resolved = [(base / Path(d).expanduser()).resolve() for d in dirs]
+    for directory in resolved:
+        if not directory.is_dir():
+            raise DataError(f"recipe data_dirs: '{directory}' is not a directory")
+    current = [p for p in os.environ.get(DATA_ENV, "").split(os.pathsep) if p]
+    os.environ[DATA_ENV] = os.pathsep.join(list(dict.fromkeys(current + [str(d) for d in resolved])))
+
+
+def hub_cache() -> str:
+    import datasets
+
+    return str(datasets.config.HF_DATASETS_CACHE)
+
+
+def load_split(spec: DatasetSpec, base_dir: Path | None = None, extra_dirs: list[Path] | None = None) -> Any:
+    """The split `spec` names, with its filter applied; configs concatenated."""
+    import datasets
+
+    if spec.configs and spec.config:
+        raise DataError(f"dataset {spec.name}: give config or configs, not both")
+    local = _local_copy(spec, extra_dirs)
+    if local is not None:
+        data = local
+    elif not spec.configs:
+        data = _load_one(spec, spec.config, base_dir, extra_dirs)
+    else:
+        parts = []
+        for config in spec.configs:
+            part = _load_one(spec, config, base_dir, extra_dirs)
+            parts.append(part.add_column(CONFIG_COLUMN, [config] * len(part)))
+        try:
+            data = datasets.concatenate_datasets(parts)
+        except ValueError as exc:
+            raise DataError(f"dataset {spec.label()}: configs have different columns "
+                            f"({str(exc).splitlines()[0][:160]})") from None
+    return _filtered(data, spec)
+
+
+def _filtered(data: Any, spec: DatasetSpec) -> Any:
+    if not spec.filter:
+        return data
+    for column in spec.filter:
+        if column not in data.column_names:
+            raise DataError(f"dataset {spec.label()}: filter column '{column}' is not in the dataset "
+                            f"(columns: {', '.join(data.column_names)})")
+    wanted = dict(spec.filter)
+    columns = list(wanted)
+    return data.filter(lambda *values: all(v == wanted[c] for c, v in zip(columns, values)),
+                       input_columns=columns)
+
+
+def _local_copy(spec: DatasetSpec, extra_dirs: list[Path] | None) -> Any:
+    """A hub id's local copy from the first data dir holding it, or None.
+
+    The files of every config are found with `datasets`' own split patterns (`<split>-*.parquet`,
+    `data/<split>-*`, ...) and read in ONE `load_dataset` call: loading 30 MMMU subjects one by one
+    costs a builder and an Arrow cache each; the `_config` column comes from per-file row counts."""
+    import datasets
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    if spec.name == "nano-vqa" or Path(spec.name).expanduser().exists():
+        return None
+    configs = spec.configs or [spec.config]
+    for directory in data_dirs(extra_dirs):
+        folders = [directory / spec.name / (c or "") for c in configs]
+        if not folders[0].is_dir():
+            continue
+        files: list[str] = []
+        owners: list[tuple[str | None, str]] = []
+        for config, folder in zip(configs, folders):
+            if not folder.is_dir():
+                raise DataError(f"dataset {spec.label()}: {directory / spec.name} has no folder for config "
+                                f"'{config}' (want {folder})")
+            try:
+                found = DataFilesDict.from_patterns(get_data_patterns(str(folder)), base_path=str(folder))
+            except FileNotFoundError:
+                found = {}
+            if spec.split not in found:
+                splits = ", ".join(map(str, found)) or "none"
+                raise DataError(f"dataset {spec.label()}: no split '{spec.split}' in {folder} "
+                                f"(splits there: {splits}; files are named <split>-*.parquet)")
+            files += list(found[spec.split])
+            owners += [(config, f) for f in found[spec.split]]
+        builder = LOCAL_BUILDERS.get(Path(files[0]).suffix)
+        if builder is None:
+            raise DataError(f"dataset {spec.label()}: unsupported file type '{Path(files[0]).suffix}' in {folders[0]}")
+        data = _call(spec, lambda b=builder, f=files: datasets.load_dataset(b, data_files={spec.split: f},
+                                                                             split=spec.split))
+        if spec.configs:
+            data = data.add_column(CONFIG_COLUMN, _file_labels(owners))
+        return data
+    return None
+
+
+def _file_labels(owners: list[tuple[str | None, str]]) -> list[str | None]:
+    import pyarrow.parquet as pq
+
+    labels: list[str | None] = []
+    for config, file in owners:
+        labels += [config] * pq.read_metadata(file).num_rows
+    return labels
+
+
+def _load_one(spec: DatasetSpec, config: str | None, base_dir: Path | None, extra_dirs: list[Path] | None) -> Any:
     import datasets
 
     if spec.name == "nano-vqa":
@@ -30,22 +170,37 @@ def load_split(spec: DatasetSpec, base_dir: Path | None = None) -> Any:
         if spec.split not in SPLITS:
             raise DataError(f"nano-vqa has no split '{spec.split}'; use one of {list(SPLITS)}")
         return load_nano_vqa(spec.split)
-    path = Path(spec.name)
+    path = Path(spec.name).expanduser()
     if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
         path = base_dir / path
+    if path.is_file():
+        builder = LOCAL_BUILDERS.get(path.suffix)
+        if builder is None:
+            raise DataError(f"dataset file '{path}': unsupported type '{path.suffix}'; use {sorted(LOCAL_BUILDERS)}")
+        return _call(spec, lambda: datasets.load_dataset(builder, data_files={spec.split: str(path)},
+                                                         split=spec.split))
+    if path.is_dir():
+        return _call(spec, lambda: datasets.load_dataset(str(path), config, split=spec.split))
+    dirs = data_dirs(extra_dirs)
+    return _call(spec, lambda: datasets.load_dataset(spec.name, config, split=spec.split), dirs, config)
+
+
+def _call(spec: DatasetSpec, load: Any, dirs: list[Path] | None = None, config: str | None = None) -> Any:
+    """Run a `datasets` load, turning its errors into one line that says what to do."""
     try:
-        if path.is_file():
-            builder = LOCAL_BUILDERS.get(path.suffix)
-            if builder is None:
-                raise DataError(f"dataset file '{path}': unsupported type '{path.suffix}'; "
-                                f"use {sorted(LOCAL_BUILDERS)}")
-            return datasets.load_dataset(builder, data_files={spec.split: str(path)}, split=spec.split)
-        if path.is_dir():
-            return datasets.load_dataset(str(path), spec.config, split=spec.split)
-        return datasets.load_dataset(spec.name, spec.config, split=spec.split)
-    except (FileNotFoundError, ConnectionError, OSError) as exc:
-        raise DataError(
-            f"dataset '{spec.name}' (config {spec.config}, split {spec.split}) is not available offline "
-            f"({str(exc).splitlines()[0][:120]}); download it where there is network or give a local path") from None
+        return load()
     except ValueError as exc:
-        raise DataError(f"dataset '{spec.name}': {str(exc).splitlines()[0][:200]}") from None
+        first = str(exc).splitlines()[0]
+        if "split" in first.lower():
+            raise DataError(f"dataset {spec.label()}: no split '{spec.split}' ({first[:200]})") from None
+        raise DataError(f"dataset {spec.label()}: {first[:200]}") from None
+    except (FileNotFoundError, ConnectionError, OSError, RuntimeError) as exc:
+        if dirs is None:
+            raise DataError(f"dataset {spec.label()}: cannot be read ({str(exc).splitlines()[0][:160]})") from None
+        sub = f"{spec.name}/{config}/" if config else f"{spec.name}/"
+        looked = ", ".join(str(d / sub) for d in dirs) or f"no data dir (set --data-dir or {DATA_ENV})"
+        raise DataError(
+            f"dataset {spec.name}" + (f" (config {config})" if config else "") + f", split {spec.split}, "
+            f"is not available offline: looked in {looked} and the hub cache {hub_cache()}; provide it by running "
+            f"datasets.load_dataset('{spec.name}'" + (f", '{config}'" if config else "") + ") where there is "
+            f"network (same HF_HOME), or put its parquet files (<split>-*.parquet) under <data dir>/{sub}") from None

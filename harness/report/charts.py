@@ -152,3 +152,23 @@ def trend(rows: list[dict[str, Any]], metric: str, label: str) -> str:
                      "arrayminus": [(r["value"] - r["ci_low"]) if r["ci_low"] is not None else 0 for r in mine]}))
     fig.update_layout(title=f"{label} across runs", yaxis_title=label, width=WIDTH, height=HEIGHT, margin=MARGIN)
     return _html(fig)
+
+
+def training(variant: str, record: dict[str, Any]) -> str:
+    """A training step's curve: loss per step (left axis) and validation exact match (right)."""
+    import plotly.graph_objects as go
+
+    curve = record.get("curve", [])
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[r["step"] + 1 for r in curve], y=[r["loss"] for r in curve], mode="lines",
+                             name="train loss"))
+    evals = [r for r in curve if "val_exact_match" in r]
+    if evals:
+        fig.add_trace(go.Scatter(x=[r["step"] + 1 for r in evals], y=[r["val_exact_match"] for r in evals],
+                                 mode="lines+markers", name="val exact match", yaxis="y2"))
+    title = (f"training: {variant} ({record.get('step', '?')}, {record.get('steps', len(curve))} steps, "
+             f"{record.get('seconds', 0):.0f} s, {record.get('tokens_per_s', 0):.0f} tok/s)")
+    fig.update_layout(title={"text": title, "font": {"size": 12}}, xaxis_title="step", yaxis_title="loss",
+                      yaxis2={"title": "val exact match", "overlaying": "y", "side": "right", "range": [0, 1.02]},
+                      legend={"orientation": "h", "y": -0.25}, width=WIDTH, height=HEIGHT, margin=MARGIN)
+    return _html(fig)

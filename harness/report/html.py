@@ -86,6 +86,17 @@ def _latency_samples(run_dir: Path, variants: list[dict[str, Any]], runtime: str
     return out
 
 
+def _training_charts(run_dir: Path, variants: list[dict[str, Any]]) -> list[str]:
+    """One chart per training step of each variant (curves recorded in result.json's build info)."""
+    out = []
+    for v in variants:
+        path = run_dir / "variants" / v["name"] / "result.json"
+        if path.exists():
+            out += [charts.training(v["name"], record)
+                    for record in json.loads(path.read_text()).get("build", {}).get("training", [])]
+    return out
+
+
 def _history(run_dir: Path, recipe: str) -> tuple[list[str], str]:
     """Trend charts from the history database; a note instead when it is unusable or too short."""
     import sqlite3
@@ -128,6 +139,7 @@ def _section(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any], r
                          charts.distributions(samples["decode_token_ms"], "decode time per token", "ms")]
     if group_rows:
         other_charts.append(charts.group_accuracy(group_rows))
+    other_charts += _training_charts(run_dir, variants)
     from harness.report.gallery import gallery
 
     return {"runtime": runtime, "standing": {n: standing_text(standing.get(n)) for n in points},

@@ -20,6 +20,10 @@ from pydantic import BaseModel, ConfigDict
 
 Component = Literal["vision", "projector", "llm"]
 COMPONENTS: tuple[str, ...] = ("vision", "projector", "llm")
+#: Artifact formats. A variant always keeps its torch weights; an export step *adds* a format
+#: (files under `<artifact>/exports/<fmt>/`), a step that consumes and produces the same
+#: non-torch format rewrites that export in place (e.g. `ort-quant`).
+FORMATS: tuple[str, ...] = ("torch", "onnx", "tflite", "coreml")
 
 
 class StepConfig(BaseModel):
@@ -42,6 +46,32 @@ class StepContext:
     #: One JSON-able dict per applied step, in order; saved with the variant (see module doc).
     records: list[dict[str, Any]] = field(default_factory=list)
     applied: int = 0
+    #: Build-time staging root for exports (`<tmp artifact>/exports`); None when replaying.
+    staging: Path | None = None
+    #: Where training steps keep checkpoints across build attempts (`<cache>/training/<key>`).
+    work_dir: Path | None = None
+    #: The recipe's base model (`{"model", "revision", "trust_remote_code"}`): the distill teacher.
+    base_model: dict[str, Any] | None = None
+
+    def export_dir(self, fmt: str) -> Path:
+        """The folder an export step writes format `fmt` into (created on demand).
+
+        It lives inside the artifact being built, so the atomic rename of the build moves it to
+        `<artifact>/exports/<fmt>/`. Exports are never re-made on replay (load_variant).
+        """
+        from harness.errors import StepError
+
+        if fmt not in FORMATS or fmt == "torch":
+            raise StepError(f"'{fmt}' is not an export format (formats: {', '.join(FORMATS[1:])})")
+        if self.replay:
+            raise StepError(f"no {fmt} export folder here: exports are written only while building a variant")
+        if self.staging is None:  # a build outside the worker (tests, notebooks): stage in a temp folder
+            import tempfile
+
+            self.staging = Path(tempfile.mkdtemp(prefix="harness-exports-"))
+        folder = self.staging / fmt
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -53,7 +83,12 @@ class StepContext:
 
 
 class Step:
-    """Base class; subclasses set `Config`, may narrow `consumes`/`produces`, implement `apply`."""
+    """Base class; subclasses set `Config`, may narrow `consumes`/`produces`, implement `apply`.
+
+    `consumes` is the format the step needs present; `produces` the format it leaves (added to
+    the artifact's formats when new). torch → torch steps change the torch weights and are
+    therefore rejected after an export (the export would no longer match its reference).
+    """
 
     Config: ClassVar[type[StepConfig]] = StepConfig
     consumes: ClassVar[str] = "torch"
@@ -61,6 +96,8 @@ class Step:
     default_targets: ClassVar[tuple[str, ...]] = COMPONENTS
     #: Configs the registry-wide contract tests run this step with (at least one).
     examples: ClassVar[list[dict[str, Any]]] = []
+    #: Steps the examples need before them (e.g. an export for a step that consumes onnx).
+    example_requires: ClassVar[list[dict[str, Any]]] = []
     #: True when the step's examples must make `model.safetensors` smaller (the contract tests
     #: check it); False when stored weights keep their size (zeros, hooks, caches, structure).
     shrinks_storage: ClassVar[bool] = False

@@ -35,7 +35,9 @@ def search_dirs(recipe_dir: Path | None) -> list[Path]:
 
 
 def available(recipe_dir: Path | None = None) -> list[str]:
-    return sorted({p.stem for d in search_dirs(recipe_dir) if d.is_dir() for p in d.glob("*.yaml")})
+    """Runnable suites: top-level YAML files; `_`-prefixed files and sub-folders hold shared parts."""
+    return sorted({p.stem for d in search_dirs(recipe_dir) if d.is_dir() for p in d.glob("*.yaml")
+                   if not p.name.startswith("_")})
 
 
 def find_suite(name: str, recipe_dir: Path | None = None) -> Path:
@@ -53,8 +55,51 @@ def find_suite(name: str, recipe_dir: Path | None = None) -> Path:
 
 def load_suite(name: str, recipe_dir: Path | None = None) -> SuiteConfig:
     path = find_suite(name, recipe_dir)
-    data, lines = load_yaml(path)
+    data, lines = load_resolved(path, recipe_dir)
     return parse_suite(data, path, lines)
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """Mappings merge key by key (the override wins); anything else is replaced whole."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{k: deep_merge(base.get(k), v) if k in base else v for k, v in override.items()}}
+    return override
+
+
+def _include_path(ref: str, including: Path, recipe_dir: Path | None) -> Path:
+    """An include is a path relative to the including file, or a suite name."""
+    candidate = (including.parent / ref)
+    if candidate.is_file():
+        return candidate.resolve()
+    if ref.endswith((".yaml", ".yml")) and not candidate.exists():
+        raise ConfigError(f"{including}: include: file '{ref}' not found (relative to {including.parent})")
+    return find_suite(ref, recipe_dir).resolve()
+
+
+def load_resolved(path: Path, recipe_dir: Path | None = None,
+                  chain: tuple[Path, ...] = ()) -> tuple[Any, dict]:
+    """A suite file with its `include:` parts merged in (in order; the including file wins).
+
+    Line numbers stay those of the including file, which is where a user edits."""
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path))
+        raise ConfigError(f"{chain[-1]}: include: cycle {cycle}")
+    data, lines = load_yaml(path)
+    if not isinstance(data, dict) or "include" not in data:
+        return data, lines
+    refs = data.pop("include")
+    refs = [refs] if isinstance(refs, str) else refs
+    if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+        raise ConfigError(f"{path}:{line_of(lines, ('include',))}: include: give a file path or suite name, "
+                          "or a list of them")
+    merged: dict[str, Any] = {}
+    for ref in refs:
+        part, _ = load_resolved(_include_path(ref, path, recipe_dir), recipe_dir, (*chain, path))
+        if not isinstance(part, dict):
+            raise ConfigError(f"{path}: include: '{ref}' is not a mapping")
+        merged = deep_merge(merged, part)
+    return deep_merge(merged, data), lines
 
 
 def parse_suite(data: Any, path: Path | None = None, lines: dict | None = None) -> SuiteConfig:

@@ -1,21 +1,43 @@
 """Accuracy suite: answer every item greedily, score it with a registered metric, and report
 the score with a 95 % CI overall and per group (e.g. question kind). Per-item results are kept
-so retention and agreement against the baseline are computed as paired statistics."""
+so retention and agreement against the baseline are computed as paired statistics.
+
+Rows become items in `harness.suites._items` (prompt per model family, references in the
+scorer's form); a bad row (undecodable image, empty or wrong-typed answer) either stops the suite
+with one line naming the item and field (`on_bad_item: fail`, the default) or is recorded as
+failed, scored 0 and counted in `failed_items` (`on_bad_item: record`) — never dropped.
+"""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from harness.data.sources import DatasetSpec, load_split
+from harness.data.sources import DatasetSpec, data_dirs, load_split
 from harness.errors import DataError
 from harness.metrics._base import corpus_of, score_all
 from harness.registries import METRICS, SUITE_KINDS
-from harness.stats import proportion_ci
+from harness.stats import bootstrap_ci, proportion_ci
+from harness.suites import _items
 from harness.suites._context import SuiteContext
 from harness.suites._spec import SuiteConfig
+
+
+class GenerationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_new_tokens: int = Field(16, gt=0)
+    greedy: Literal[True] = True  # the only decoding a paired comparison of variants can use
+
+
+class LiteConfig(BaseModel):
+    """A seeded subset of `size` items, stratified by a column (sklearn train_test_split)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    size: int = Field(gt=1)
+    stratify_by: str | None = None
+    seed: int = 0
 
 
 class AccuracyConfig(SuiteConfig):
@@ -33,40 +55,223 @@ class AccuracyConfig(SuiteConfig):
     # e.g. {options: choices} or {options: [choice_a, choice_b, choice_c, choice_d]}; fields the metric
     # names in `item_fields` are also copied from same-named columns without being listed here
     item_columns: dict[str, str | list[str]] = Field(default_factory=dict)
+    # New fields default to None so that suite definitions written before them compare equal.
+    # Jinja template over the row's columns (+ `choices`), or {model family (model_type): template,
+    # default: template}; None → the question as is (nano-VQA)
+    prompt: str | dict[str, str] | None = None
+    image_column: str | list[str] | None = None  # None → "image"; a list → the first present image
+    image_path: str | None = None  # Jinja template of an image file path (datasets that store paths)
+    image_root: str | None = None  # where image_path is relative to: a data dir sub-folder or a path
+    generation: GenerationConfig | None = None  # overrides max_new_tokens
+    lite: LiteConfig | None = None
+    answer_key: str | None = None  # answers are dicts (VQAv2: [{answer: ...}]): the key holding the text
+    answer_index: bool | None = None  # the answer is an option index (AI2D, ScienceQA) → its letter
+    on_bad_item: Literal["fail", "record"] | None = None  # None → fail
+
+    def new_tokens(self) -> int:
+        return self.generation.max_new_tokens if self.generation else self.max_new_tokens
 
 
-def predict(session: Any, dataset: Any, config: AccuracyConfig) -> list[str]:
+# --- items ----------------------------------------------------------------------------------
+
+def _columns_wanted(config: AccuracyConfig, template: str | None, columns: list[str]) -> None:
+    """Every column the suite needs, checked once: one line naming the first missing one."""
+    needed = [config.answer_column]
+    uses_question = template is None or "question" in _items.template_variables(template)
+    if uses_question:
+        needed.append(config.question_column)
+    if config.image_path is None:
+        image = config.image_column or "image"
+        needed += [image] if isinstance(image, str) else image
+    for source in (template, config.image_path):
+        if source:
+            needed += sorted(_items.template_variables(source) - {"question", "choices"})
+    if config.group_by:
+        needed.append(config.group_by)
+    if config.lite and config.lite.stratify_by:
+        needed.append(config.lite.stratify_by)
+    for column in needed:
+        if column not in columns:
+            raise DataError(f"suite '{config.name}': dataset {config.dataset.label()} has no column '{column}' "
+                            f"(columns: {', '.join(columns)})")
+
+
+def prepare(config: AccuracyConfig, dataset: Any, family: str | None = None, check_images: bool = False,
+            image_root: Path | None = None) -> list[_items.Prepared]:
+    """Rows → items; bad rows raise (policy fail) or come back marked failed (policy record)."""
+    metric = METRICS.get(config.metric)()
+    template = _items.pick_prompt(config.prompt, family)
+    columns = dataset.column_names
+    if check_images:
+        _columns_wanted(config, template, columns)
+    ids = dataset[config.id_column] if config.id_column in columns else [str(i) for i in range(len(dataset))]
+    extras = _item_columns(metric, config, dataset)
+    row_columns = sorted((_items.template_variables(template) if template else set())
+                         | (_items.template_variables(config.image_path) if config.image_path else set()))
+    row_columns = [c for c in row_columns if c in columns]
+    questions = dataset[config.question_column] if config.question_column in columns else [""] * len(dataset)
+    answers = dataset[config.answer_column]
+    groups = dataset[config.group_by] if config.group_by else [None] * len(dataset)
+    rows = {c: dataset[c] for c in row_columns}
+    out = []
+    for index, item_id in enumerate(ids):
+        item = _items.Prepared(id=str(item_id), group=groups[index], row=index,
+                               extras={name: values[index] for name, values in extras.items()})
+        row = {c: rows[c][index] for c in row_columns}
+        try:
+            field = config.question_column
+            question = questions[index]
+            if not isinstance(question, str):
+                raise ValueError(f"expected text, got {type(question).__name__}")
+            item.question = question
+            field = config.answer_column
+            item.references = _items.references_of(answers[index], config.answer_key, bool(config.answer_index),
+                                                    item.extras.get("options"))
+            field = "prompt"
+            item.prompt = _items.render(template, row, question, item.extras.get("options"))
+            if check_images and config.image_path:
+                field = "image_path"
+                item.image = _items.render(config.image_path, row, "", None)
+        except (ValueError, DataError) as exc:
+            _bad(config, item, field, exc)
+        out.append(item)
+    if check_images:
+        _check_images(config, out, ImageSource(dataset, image_columns(config), image_root), image_root)
+    return out
+
+
+def image_columns(config: AccuracyConfig) -> list[str]:
+    """The columns holding the image ([] when images are files named by `image_path`)."""
+    if config.image_path:
+        return []
+    column = config.image_column or "image"
+    return [column] if isinstance(column, str) else list(column)
+
+
+def _bad(config: AccuracyConfig, item: _items.Prepared, field: str, exc: Exception) -> None:
+    """The bad-item policy: one line naming the item and field, or the item marked failed."""
+    if (config.on_bad_item or "fail") == "fail":
+        raise DataError(f"suite '{config.name}': item '{item.id}' field '{field}': {exc} "
+                        "(fix the data, or set on_bad_item: record to count it as failed)") from None
+    item.failed = f"{field}: {exc}"
+
+
+class ImageSource:
+    """Raw image values of chosen rows, read a batch at a time (a whole split's image bytes can be
+    tens of GB); image columns are cast to undecoded so one bad image is one bad item."""
+
+    def __init__(self, dataset: Any, columns: list[str], root: Path | None) -> None:
+        self.columns, self.root = columns, root
+        self.dataset = _undecoded(dataset.select_columns(columns), columns) if columns else None
+
+    def raw(self, items: list[_items.Prepared]) -> list[Any]:
+        if self.dataset is None:
+            return [it.image for it in items]
+        batch = self.dataset[[it.row for it in items]]
+        return [_first(list(values)) for values in zip(*(batch[c] for c in self.columns))]
+
+    def decoded(self, items: list[_items.Prepared]) -> list[Any]:
+        from harness.data.images import decode_image
+
+        return [decode_image(value, self.root) for value in self.raw(items)]
+
+
+def _first(values: list[Any]) -> Any:
+    """The first present image of a row's image columns (an image list counts by its first image)."""
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            value = _first(list(value))
+        if value is not None:
+            return value
+    return None
+
+
+def _check_images(config: AccuracyConfig, items: list[_items.Prepared], source: ImageSource,
+                  root: Path | None) -> None:
+    """Decode every image once before any generation; keep a content digest for the response cache."""
+    import hashlib
+
+    field = "image_path" if config.image_path else "/".join(source.columns)
+    todo = [it for it in items if not it.failed]
+    for begin in range(0, len(todo), 64):
+        chunk = todo[begin:begin + 64]
+        for item, value in zip(chunk, source.raw(chunk)):
+            try:
+                _items.check_image(value, root)
+            except ValueError as exc:
+                _bad(config, item, field, exc)
+                continue
+            data = value.get("bytes") if isinstance(value, dict) else None
+            item.image_key = hashlib.sha256(data).hexdigest() if data else str(value.get("path")
+                                                                                if isinstance(value, dict) else value)
+
+
+def _undecoded(dataset: Any, columns: list[str]) -> Any:
+    """Image columns as raw {bytes, path}: decoding is per item, so one bad image is one bad item."""
+    import datasets
+
+    for column in columns:
+        feature = dataset.features.get(column)
+        if isinstance(feature, datasets.Image) and feature.decode:
+            dataset = dataset.cast_column(column, datasets.Image(decode=False))
+        elif isinstance(feature, (datasets.Sequence, list)):
+            inner = feature.feature if isinstance(feature, datasets.Sequence) else feature[0]
+            if isinstance(inner, datasets.Image) and inner.decode:
+                dataset = dataset.cast_column(column, datasets.Sequence(datasets.Image(decode=False)))
+    return dataset
+
+
+def predict(session: Any, items: list[_items.Prepared], config: AccuracyConfig, cache: Any = None,
+            images: ImageSource | None = None) -> list[str]:
+    """Greedy answers for the valid items, in batches; the response cache (if any) is consulted first."""
+    settings = {"max_new_tokens": config.new_tokens()}
+    assert images is not None
+
+    def generate(indices: list[int]) -> tuple[list[str], list[list[int]]]:
+        chosen = [items[i] for i in indices]
+        out = session.generate(images.decoded(chosen), [it.prompt for it in chosen], max_new_tokens=config.new_tokens())
+        return out.texts, out.token_ids
+
+    if cache is not None:  # look every item up; generate only the misses, in batches
+        keys = [cache.key(it.id, it.prompt, [it.image_key], settings) for it in items]
+        return cache.answers(keys, generate, config.batch_size)
     answers: list[str] = []
-    for begin in range(0, len(dataset), config.batch_size):
-        rows = dataset[begin : begin + config.batch_size]
-        answers += session.generate(rows["image"], rows[config.question_column],
-                                    max_new_tokens=config.max_new_tokens).texts
+    for begin in range(0, len(items), config.batch_size):
+        answers += generate(list(range(begin, min(begin + config.batch_size, len(items)))))[0]
     return answers
 
 
-def score_items(config: AccuracyConfig, dataset: Any, answers: list[str]) -> dict[str, Any]:
+def score_prepared(config: AccuracyConfig, prepared: list[_items.Prepared], answers: dict[int, str]) -> dict[str, Any]:
+    """Score the answered items; failed items score 0, count in n, and stay out of corpus numbers."""
     metric = METRICS.get(config.metric)()
-    refs = dataset[config.answer_column]
-    ids = dataset[config.id_column] if config.id_column in dataset.column_names else \
-        [str(i) for i in range(len(dataset))]
-    groups = dataset[config.group_by] if config.group_by else [None] * len(dataset)
-    extras = _item_columns(metric, config, dataset)
     items = []
-    for index, (item_id, question, ref, answer, group) in enumerate(
-            zip(ids, dataset[config.question_column], refs, answers, groups)):
-        references = ref if isinstance(ref, list) else [ref]
-        items.append({"id": str(item_id), "group": group, "question": question,
-                      "references": [str(r) for r in references], "prediction": answer,
-                      **{name: values[index] for name, values in extras.items()}})
-    for item, score in zip(items, score_all(metric, items), strict=True):
+    for index, it in enumerate(prepared):
+        item = {"id": it.id, "group": it.group, "question": it.question, "references": it.references,
+                "prediction": answers.get(index, ""), **it.extras}
+        if it.failed:
+            item |= {"prediction": None, "failed": it.failed}
+        items.append(item)
+    valid = [item for item in items if "failed" not in item]
+    for item, score in zip(valid, score_all(metric, valid), strict=True):
         item["score"] = score
-    corpus = corpus_of(metric, items)
+    for item in items:
+        item.setdefault("score", 0.0)
+    corpus = corpus_of(metric, valid)
+    failed = len(items) - len(valid)
+    if corpus and failed:
+        corpus["notes"] = [*corpus.get("notes", []), f"{failed} failed items are not in these corpus numbers"]
     return {"metric": config.metric, "higher_is_better": metric.higher_is_better,
             **_aggregate([it["score"] for it in items], metric.binary),
-            "groups": {g: _aggregate([it["score"] for it in items if it["group"] == g], metric.binary)
+            "groups": {g: _aggregate([it["score"] for it in items if str(it["group"]) == g], metric.binary)
                        for g in sorted({str(it["group"]) for it in items if it["group"] is not None})},
             **({"corpus": corpus} if corpus else {}),
             "items": items}
+
+
+def score_items(config: AccuracyConfig, dataset: Any, answers: list[str]) -> dict[str, Any]:
+    """Score answers given in dataset order (no images needed): the scorer tests' entry point."""
+    prepared = prepare(config, dataset)
+    return score_prepared(config, prepared, dict(enumerate(answers)))
 
 
 def _item_columns(metric: Any, config: AccuracyConfig, dataset: Any) -> dict[str, list[Any]]:
@@ -87,10 +292,46 @@ def _item_columns(metric: Any, config: AccuracyConfig, dataset: Any) -> dict[str
 
 
 def _aggregate(scores: list[float], binary: bool) -> dict[str, Any]:
+    """Mean with a 95 % CI: Wilson for 0/1 scores, a bootstrap (scipy) for graded ones."""
     n = len(scores)
     mean = sum(scores) / n if n else float("nan")
-    ci = proportion_ci(int(round(sum(scores))), n) if binary else (float("nan"), float("nan"))
+    ci = proportion_ci(int(round(sum(scores))), n) if binary else bootstrap_ci(scores)
     return {"score": mean, "n": n, "ci": list(ci)}
+
+
+# --- the suite ------------------------------------------------------------------------------
+
+def model_family(artifact: Path) -> str | None:
+    """The base model's `model_type` (fast_vlm, llava_qwen2, ...): what `prompt:` is keyed by."""
+    from harness.artifacts import read_manifest
+
+    try:
+        return read_manifest(artifact).get("base_config", {}).get("model_type")
+    except Exception:  # an artifact without a harness manifest (e.g. an exported file): default prompt
+        return None
+
+
+def select(config: AccuracyConfig, dataset: Any) -> Any:
+    """The lite subset (seeded, stratified), then the first `limit` items."""
+    if config.lite:
+        labels = dataset[config.lite.stratify_by] if config.lite.stratify_by else None
+        dataset = dataset.select(_items.lite_indices(labels, config.lite.size, config.lite.seed, len(dataset)))
+    if config.limit:
+        dataset = dataset.select(range(min(config.limit, len(dataset))))
+    return dataset
+
+
+def resolve_image_root(config: AccuracyConfig, recipe_dir: Path | None) -> Path | None:
+    if not config.image_root:
+        return None
+    root = Path(config.image_root).expanduser()
+    candidates = [root] if root.is_absolute() else \
+        [d / root for d in data_dirs()] + ([recipe_dir / root] if recipe_dir else []) + [Path.cwd() / root]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise DataError(f"suite '{config.name}': image_root '{config.image_root}' not found (looked in "
+                    f"{', '.join(str(c) for c in candidates)}); put the images there or pass --data-dir")
 
 
 @SUITE_KINDS.register("accuracy", "score answers on a dataset with a metric, with 95 % CIs and per-group breakdown")
@@ -98,15 +339,22 @@ class Accuracy:
     Config = AccuracyConfig
 
     def run(self, config: AccuracyConfig, ctx: SuiteContext) -> dict[str, Any]:
-        dataset = load_split(config.dataset, ctx.recipe_dir)
-        for column in ("image", config.question_column, config.answer_column):
-            if column not in dataset.column_names:
-                raise DataError(f"suite '{config.name}': dataset {config.dataset.name} has no column '{column}'")
-        if config.limit:
-            dataset = dataset.select(range(min(config.limit, len(dataset))))
+        dataset = select(config, load_split(config.dataset, ctx.recipe_dir))
+        image_root = resolve_image_root(config, ctx.recipe_dir)
+        family = model_family(ctx.artifact)
+        prepared = prepare(config, dataset, family, check_images=True, image_root=image_root)
+        valid = [i for i, it in enumerate(prepared) if not it.failed]
         start = time.perf_counter()
-        answers = predict(ctx.session(), dataset, config)
-        result = score_items(config, dataset, answers)
+        from harness.response_cache import for_suite
+
+        cache = for_suite(ctx, config.name, config.version)
+        images = ImageSource(dataset, image_columns(config), image_root)
+        answers = predict(ctx.session(), [prepared[i] for i in valid], config, cache, images) if valid else []
+        result = score_prepared(config, prepared, dict(zip(valid, answers)))
+        metric = METRICS.get(config.metric)()
+        result |= {"binary": metric.binary, "failed_items": len(prepared) - len(valid),
+                   "family": family}
+        result["cache"] = cache.summary()
         result["seconds"] = time.perf_counter() - start
         result["meaningful"] = not ctx.random_weights
         return result
@@ -116,6 +364,8 @@ def evaluate_exact_match(session: Any, dataset: Any, batch_size: int = 32) -> di
     """Exact match overall and per kind (the nano build's own check)."""
     config = AccuracyConfig(name="nano-vqa", dataset=DatasetSpec(name="nano-vqa"), batch_size=batch_size,
                             max_new_tokens=4, group_by="kind")
-    result = score_items(config, dataset, predict(session, dataset, config))
+    prepared = prepare(config, dataset, check_images=True)
+    answers = predict(session, prepared, config, images=ImageSource(dataset, image_columns(config), None))
+    result = score_prepared(config, prepared, dict(enumerate(answers)))
     return {"exact_match": result["score"], "ci": result["ci"], "n": result["n"],
             "per_kind": {k: v["score"] for k, v in result["groups"].items()}}
