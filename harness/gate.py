@@ -54,9 +54,17 @@ def checks(summary: dict[str, Any]) -> list[Check]:
             message = f"variant {variant['status']}: {variant.get('error')}"
             out.append(Check(variant["name"], "-", "ran", False, message))
             continue
+        for runtime, reason in variant.get("not_applicable", {}).items():
+            out.append(Check(variant["name"], runtime, "applicable", True, f"not applicable: {reason}", skipped=True))
         for runtime, data in variant["runtimes"].items():
+            out += parity_checks(variant["name"], runtime, data)
+            unavailable = "; ".join(dict.fromkeys((data.get("unavailable") or {}).values()))
             for target, verdict in data.get("targets", {}).items():
                 ok = verdict["status"] == "pass"
+                if verdict["status"] == "not measured" and unavailable:  # e.g. Core ML prediction off macOS
+                    out.append(Check(variant["name"], runtime, target, True,
+                                     f"{target} not measurable here: {unavailable}", skipped=True))
+                    continue
                 if verdict["status"] == "not measured":
                     message = f"{target} not measured ({verdict.get('why', '')})"
                 else:
@@ -65,6 +73,25 @@ def checks(summary: dict[str, Any]) -> list[Check]:
                                f"{verdict['limit']}{noise}")
                 out.append(Check(variant["name"], runtime, target, ok, message))
     return out
+
+
+def parity_checks(variant: str, runtime: str, data: dict[str, Any]) -> list[Check]:
+    """One `parity` case per exported artifact when the recipe sets `parity:` thresholds."""
+    parity = data.get("parity")
+    verdict = (parity or {}).get("verdict") or {}
+    if not parity or verdict.get("status") in (None, "report only"):
+        return []
+    status = verdict["status"]
+    if status == "unavailable":
+        return [Check(variant, runtime, "parity", True, f"parity not measurable here: {verdict.get('why')}",
+                      skipped=True)]
+    if status == "not measured":
+        return [Check(variant, runtime, "parity", False, f"parity not measured ({verdict.get('why')})")]
+    if status == "fail":
+        return [Check(variant, runtime, "parity", False, "parity: " + "; ".join(verdict["failures"]))]
+    summary = (f"parity: agreement {parity['agreement']:.3f}, encoder cosine {parity['encoder']['cosine_min']:.4f}, "
+               f"logit cosine {parity['logits']['cosine_min']:.4f} within {verdict.get('limits')}")
+    return [Check(variant, runtime, "parity", True, summary)]
 
 
 def regression_checks(summary: dict[str, Any], comparison: Any) -> list[Check]:

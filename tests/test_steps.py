@@ -39,7 +39,7 @@ def test_every_step_has_an_example_and_a_description():
 
 @pytest.mark.parametrize("name,example", EXAMPLES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(EXAMPLES)])
 def test_step_contract(tmp_path, images, name, example):
-    loaded, notes = build_and_save(tmp_path, [example])
+    loaded, notes = build_and_save(tmp_path, [*STEPS.get(name).example_requires, example])
     assert notes, "a step must say what it did"
     first = loaded.generate(images["image"], images["question"], max_new_tokens=4)
     again = loaded.generate(images["image"], images["question"], max_new_tokens=4)

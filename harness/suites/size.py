@@ -7,7 +7,8 @@ For a safetensors variant it also reports the LLM's share (`llm_weight_bytes`: t
 bytes per parameter), the same ratio over `weight-quant`'s packed layers alone (codes, scales,
 zero points, biases), and `storage_format`: one line
 saying what the weights really are, derived from the variant manifest (quantized layers, their
-packing, group, scales, zero points; the dtype of the rest)."""
+packing, group, scales, zero points; the dtype of the rest). Exports (`exports/<fmt>/`, see
+harness/exporting) are measured per format from disk, with the roles their `export.json` names."""
 
 from __future__ import annotations
 
@@ -148,21 +149,77 @@ class SizeConfig(SuiteConfig):
     kind: Literal["size"] = "size"
 
 
+ROLE_CATEGORY = {"graph": "weights", "external-data": "weights", "weights": "weights", "tokenizer": "tokenizer_assets"}
+
+
+def _export_rows(artifact: Path) -> dict[str, list[dict[str, Any]]]:
+    """Per export format, its files (bytes from disk) with the roles its `export.json` names."""
+    from harness.exporting import EXPORT_MANIFEST, EXPORTS, guess_role, read_manifest_file
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    root = artifact / EXPORTS
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        roles = {f["file"]: f["role"] for f in read_manifest_file(folder).get("files", [])}
+        rows = []
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            relative = path.relative_to(folder).as_posix()
+            role = "config" if path.name == EXPORT_MANIFEST else roles.get(relative, guess_role(relative))
+            rows.append({"file": str(path.relative_to(artifact)), "bytes": path.stat().st_size, "role": role,
+                         "category": ROLE_CATEGORY.get(role, "config"), "format": folder.name})
+        out[folder.name] = rows
+    return out
+
+
+def _export_format_line(artifact: Path, fmt: str) -> str:
+    from harness.exporting import export_folder, read_manifest_file
+
+    manifest = read_manifest_file(export_folder(artifact, fmt))
+    settings = manifest.get("settings", {})
+    parts = [f"{fmt} ({settings.get('exporter', 'export')}, opset {settings['opset']}, {settings.get('dtype', '?')})"
+             if "opset" in settings else f"{fmt} ({settings.get('exporter', 'export')})"]
+    for step in manifest.get("steps", []):
+        detail = ", ".join(f"{k} {'+'.join(v) if isinstance(v, list) else v}" for k, v in step.items()
+                           if k in ("mode", "block_size", "format", "graphs"))
+        parts.append(f"{step.get('kind')}: {detail}")
+    return "; ".join(parts)
+
+
 @SUITE_KINDS.register("size", "bytes on disk per file of the saved artifact: weights, assets, config")
 class Size:
+    """On a runtime, `total_mb` counts the files of the format that runtime runs (torch: the
+    variant's own files; onnx: `exports/onnx/`), since those are what would ship; `by_format`
+    lists every format of the artifact with bytes per role (graph, external data, tokenizer...)."""
+
     Config = SizeConfig
+    #: Reads files only: measured even where the runtime cannot load a session.
+    needs_session = False
 
     def run(self, config: SizeConfig, ctx: SuiteContext) -> dict[str, Any]:
-        files = sorted(p for p in ctx.artifact.rglob("*") if p.is_file())
-        listing = [{"file": str(p.relative_to(ctx.artifact)), "bytes": p.stat().st_size,
-                    "category": categorize(p)} for p in files]
+        exports = _export_rows(ctx.artifact)
+        files = sorted(p for p in ctx.artifact.rglob("*") if p.is_file() and "exports" not in
+                       p.relative_to(ctx.artifact).parts[:1])
+        torch_rows = [{"file": str(p.relative_to(ctx.artifact)), "bytes": p.stat().st_size,
+                       "category": categorize(p), "format": "torch"} for p in files]
+        formats = {"torch": torch_rows, **exports}
+        accepts = getattr(ctx.runtime, "accepts", ("torch",))
+        fmt = next((f for f in accepts if f in formats), "torch")
+        listing = formats[fmt]
         totals: dict[str, int] = {}
         for row in listing:
             totals[row["category"]] = totals.get(row["category"], 0) + row["bytes"]
         total = sum(totals.values())
-        result = {"total_bytes": total, "total_mb": total / 1e6,
+        by_format = {}
+        for name, rows in formats.items():
+            roles: dict[str, int] = {}
+            for row in rows:
+                key = row.get("role", row["category"])
+                roles[key] = roles.get(key, 0) + row["bytes"]
+            by_format[name] = {"total_bytes": sum(r["bytes"] for r in rows), "by_role_bytes": roles}
+        result = {"format": fmt, "total_bytes": total, "total_mb": total / 1e6,
                   "weights_mb": totals.get("weights", 0) / 1e6, "by_category_bytes": totals,
-                  "files": listing}
-        if (ctx.artifact / WEIGHTS).is_file() and (ctx.artifact / MANIFEST).is_file():
+                  "files": listing, "by_format": by_format}
+        if fmt == "torch" and (ctx.artifact / WEIGHTS).is_file() and (ctx.artifact / MANIFEST).is_file():
             result.update(weight_summary(ctx.artifact, read_manifest(ctx.artifact)))
+        elif fmt != "torch":
+            result["storage_format"] = _export_format_line(ctx.artifact, fmt)
         return result

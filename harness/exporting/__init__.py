@@ -1,0 +1,123 @@
+"""Exports of a built variant into other formats, and the manifest every export folder carries.
+
+An export step writes into `StepContext.export_dir(fmt)` while the variant is built; the build's
+atomic rename moves the folder to `<artifact>/exports/<fmt>/`. Each folder holds `export.json`:
+every file with its role (`graph`, `external-data`, `tokenizer`, `config`, `weights`, `other`)
+and bytes, the export settings, the graphs by name, and the steps that rewrote the export
+(e.g. `ort-quant`). The size suite and the runtimes read it; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.errors import RuntimeBackendError
+
+EXPORTS = "exports"
+EXPORT_MANIFEST = "export.json"
+ROLES = ("graph", "external-data", "tokenizer", "config", "weights", "other")
+GRAPH_SUFFIXES = (".onnx", ".tflite", ".mlmodel", ".mlpackage")
+TOKENIZER_HINTS = ("tokenizer", "vocab", "merges", "special_tokens", "chat_template", "processor",
+                   "preprocessor")
+
+
+def guess_role(relative: str) -> str:
+    """A file's role from its name (export steps may name roles explicitly instead)."""
+    name = Path(relative).name
+    if name.endswith(GRAPH_SUFFIXES) or ".mlpackage/" in relative and name == "model.mlmodel":
+        return "graph"
+    if name.endswith((".data", ".onnx_data", ".onnx.data")) or ".onnx." in name:
+        return "external-data"
+    if ".mlpackage/" in relative and "weights" in relative:
+        return "weights"
+    if any(h in name for h in TOKENIZER_HINTS):
+        return "tokenizer"
+    if name.endswith((".json", ".txt", ".jinja", ".yaml")):
+        return "config"
+    return "other"
+
+
+def export_folder(artifact: Path, fmt: str) -> Path:
+    return artifact / EXPORTS / fmt
+
+
+def formats_on_disk(artifact: Path) -> list[str]:
+    """Formats the artifact holds: torch always, plus every export folder with a manifest."""
+    root = artifact / EXPORTS
+    found = sorted(p.name for p in root.iterdir() if (p / EXPORT_MANIFEST).is_file()) if root.is_dir() else []
+    return ["torch", *found]
+
+
+def list_files(folder: Path, roles: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every file under `folder` (the manifest excluded) with its role and bytes."""
+    roles = roles or {}
+    out = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != EXPORT_MANIFEST):
+        relative = path.relative_to(folder).as_posix()
+        out.append({"file": relative, "role": roles.get(relative, guess_role(relative)), "bytes": path.stat().st_size})
+    return out
+
+
+def write_export_manifest(folder: Path, fmt: str, settings: dict[str, Any], graphs: dict[str, str],
+                          roles: dict[str, str] | None = None, model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write (or rewrite) `export.json`; `graphs` maps a component graph name to its file."""
+    previous = read_manifest_file(folder) if (folder / EXPORT_MANIFEST).is_file() else {}
+    manifest = {"format": fmt, "settings": {**previous.get("settings", {}), **settings},
+                "graphs": {**previous.get("graphs", {}), **graphs},
+                "model": {**previous.get("model", {}), **(model or {})},
+                "steps": previous.get("steps", []), "files": []}
+    manifest["files"] = list_files(folder, roles)
+    (folder / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
+    return manifest
+
+
+def record_export_step(folder: Path, step: dict[str, Any], graphs: dict[str, str] | None = None) -> dict[str, Any]:
+    """After a step rewrote an export in place: note the step, point at new graphs, relist files."""
+    manifest = read_manifest_file(folder)
+    manifest["steps"] = [*manifest.get("steps", []), step]
+    manifest["graphs"] = {**manifest.get("graphs", {}), **(graphs or {})}
+    roles = {f["file"]: f["role"] for f in manifest.get("files", [])}
+    manifest["files"] = list_files(folder, roles)
+    (folder / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
+    return manifest
+
+
+def read_manifest_file(folder: Path) -> dict[str, Any]:
+    path = folder / EXPORT_MANIFEST
+    if not path.is_file():
+        raise RuntimeBackendError(f"'{folder}' holds no export ({EXPORT_MANIFEST} missing); rebuild the variant")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise RuntimeBackendError(f"'{path}' is corrupt; rebuild the variant") from None
+
+
+def read_export(artifact: Path, fmt: str) -> tuple[Path, dict[str, Any]]:
+    """The export folder of format `fmt` and its manifest, or one clear error."""
+    folder = export_folder(artifact, fmt)
+    if not folder.is_dir():
+        raise RuntimeBackendError(f"variant '{artifact.name}' has no {fmt} export (formats: "
+                                  f"{'+'.join(formats_on_disk(artifact))}); add an export step for {fmt}")
+    return folder, read_manifest_file(folder)
+
+
+def generation_graphs(artifact: Path, fmt: str, step: str) -> tuple[Path, dict[str, Any], dict[str, str]]:
+    """The export folder, manifest and graph files a generating runtime needs (vision, embed,
+    decoder), or one clear error naming the missing graphs and the step that makes them."""
+    folder, manifest = read_export(artifact, fmt)
+    graphs = manifest.get("graphs", {})
+    missing = [g for g in ("vision", "embed", "decoder") if g not in graphs]
+    if missing:
+        raise RuntimeBackendError(f"{fmt} export of '{artifact.name}' lacks the {', '.join(missing)} graph(s); "
+                                  f"generation needs vision, embed and decoder ({step} components)")
+    return folder, manifest, graphs
+
+
+def save_assets(loaded: Any, folder: Path) -> dict[str, str]:
+    """Processor files (tokenizer, chat template, image preprocessing) next to the graphs, so an
+    export folder is self-contained; returns their roles."""
+    before = {p.name for p in folder.iterdir()}
+    loaded.processor.save_pretrained(folder)
+    return {p.name: "tokenizer" for p in folder.iterdir() if p.is_file() and p.name not in before}

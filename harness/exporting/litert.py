@@ -1,0 +1,248 @@
+"""LiteRT (TFLite) export of a FastVLM variant through litert-torch, as three static-shape graphs:
+
+- `vision.tflite`, signature `encode`: pixel_values (1, 3, H, W) → features (1, N, hidden)
+  (FastViTHD + projector).
+- `embed.tflite`, signatures `prefill_embedder_<T>` (1, T) and `decode_embedder` (1, 1) token ids
+  → embeddings (litert-torch's own external-embedder module).
+- `decoder.tflite`, signatures `prefill_<T>` and `decode`: the Qwen2 decoder with an explicit KV
+  cache, built by litert-torch's HF exporter pieces (`export_hf`: the external-embedder
+  prefill/decode modules, `LiteRTLMCache` written with DYNAMIC_UPDATE_SLICE, its transposed
+  attention). Inputs: `embeddings`, `input_pos` (int32), an additive float `mask`
+  (1, 1, T, cache_length) and `kv_cache_{k,v}_<layer>`; outputs the updated cache, and
+  `logits` (decode only: as in LiteRT-LM, prefill writes the cache and the last prompt token
+  goes through `decode`). Batch 1, fixed T (`prefill_length`) and cache length: TFLite wants
+  static shapes; longer prompts are prefilled in chunks of T.
+
+Why these pieces: the decoder is the model's own transformers modules traced by torch.export
+(litert-torch lowers the exported program), not a re-implementation. A deep copy of the text
+model is exported, because the exporter switches the attention implementation in the config.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.errors import RuntimeBackendError, StepError
+
+GRAPHS = ("vision", "embed", "decoder")
+#: Additive mask value for positions a query must not see (exported in the manifest).
+MASK_VALUE = -1e4
+
+
+def check_exportable(loaded: Any, step: str, quant_step: str = "litert-quant") -> None:
+    """Refuse what a TFLite graph cannot express, in one line (not a tracer failure)."""
+    import torch
+
+    if loaded.cache_factory is not None:
+        raise StepError(f"{step} cannot express a custom KV cache (kv-cache step): the exported decoder keeps its own "
+                        "float cache; drop the kv-cache step from this variant")
+    odd = [n for n, p in loaded.model.named_parameters() if type(p) not in (torch.Tensor, torch.nn.Parameter)]
+    if odd:
+        raise StepError(f"{step} cannot express torch-quantized tensors (e.g. '{odd[0]}'); export the float model "
+                        f"and compress the exported graphs with a {quant_step} step instead")
+
+
+def model_facts(loaded: Any, prefill_length: int, cache_length: int) -> dict[str, Any]:
+    text = loaded.model.config.text_config
+    heads = text.num_attention_heads
+    ids = loaded.model.generation_config.eos_token_id
+    ids = ids if ids is not None else loaded.processor.tokenizer.eos_token_id
+    ids = ids if isinstance(ids, list) else [ids]
+    return {"hidden_size": text.hidden_size, "num_layers": text.num_hidden_layers,
+            "kv_heads": getattr(text, "num_key_value_heads", None) or heads,
+            "head_dim": getattr(text, "head_dim", None) or text.hidden_size // heads,
+            "vocab_size": text.vocab_size, "image_size": list(loaded.image_size),
+            "image_token_id": int(loaded.model.config.image_token_id),
+            "eos_token_ids": [int(i) for i in ids if i is not None], "visual_tokens": loaded.visual_tokens,
+            "prefill_length": prefill_length, "cache_length": cache_length, "mask_value": MASK_VALUE,
+            "signatures": {"vision": "encode", "embed_prefill": f"prefill_embedder_{prefill_length}",
+                           "embed_decode": "decode_embedder", "prefill": f"prefill_{prefill_length}",
+                           "decode": "decode"}}
+
+
+def export_model(loaded: Any, folder: Path, components: list[str], prefill_length: int,
+                 cache_length: int) -> dict[str, Any]:
+    """Convert `components` into `folder`; returns graphs, model facts and seconds per graph."""
+    import torch
+
+    check_exportable(loaded, "export-tflite")
+    model = loaded.model if loaded.dtype == torch.float32 else copy.deepcopy(loaded.model).float()
+    model.eval()
+    facts = model_facts(loaded, prefill_length, cache_length)
+    build = {"vision": _vision, "embed": _embed, "decoder": _decoder}
+    graphs: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    for name in components:
+        path = folder / f"{name}.tflite"
+        start = time.perf_counter()
+        try:
+            with torch.no_grad():
+                converter = build[name](model, loaded, facts)
+                converter.convert(strict_export=False).export(str(path))
+        except StepError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch.export / the MLIR lowering raise many untyped errors
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise StepError(f"export-tflite: litert-torch cannot convert the {name} graph: "
+                            f"{type(exc).__name__}: {first}") from exc
+        seconds[name] = round(time.perf_counter() - start, 2)
+        graphs[name] = path.name
+    return {"graphs": graphs, "model": facts, "seconds": seconds}
+
+
+def _vision(model: Any, loaded: Any, facts: dict[str, Any]) -> Any:
+    import litert_torch
+    import torch
+
+    class Encode(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values: Any) -> dict[str, Any]:
+            feats = self.inner.model.get_image_features(pixel_values=pixel_values).pooler_output
+            return {"features": feats}
+
+    height, width = facts["image_size"]
+    sample = {"pixel_values": torch.zeros(1, 3, height, width)}
+    return litert_torch.Converter().signature("encode", Encode(model).eval(), sample_kwargs=sample)
+
+
+def _export_config(facts: dict[str, Any]) -> Any:
+    from litert_torch.generative.export_hf.core import exportable_module_config
+
+    return exportable_module_config.ExportableModuleConfig(
+        model="fastvlm", prefill_lengths=[facts["prefill_length"]], cache_length=facts["cache_length"],
+        externalize_embedder=True, cache_implementation="LiteRTLMCache", k_ts_idx=2, v_ts_idx=3,
+        quantization_recipe=None)
+
+
+def _embed(model: Any, loaded: Any, facts: dict[str, Any]) -> Any:
+    import litert_torch
+    from litert_torch.generative.export_hf.core.external_emb import exportable_module as ext
+
+    module = ext.LiteRTExportableModuleForEmbedder(model.get_input_embeddings()).eval()
+    converter = litert_torch.Converter()
+    for name, (inputs, _) in module.get_sample_inputs(None, _export_config(facts)).items():
+        converter.signature(name, module, sample_kwargs=inputs)
+    return converter
+
+
+def _decoder(model: Any, loaded: Any, facts: dict[str, Any]) -> Any:
+    import litert_torch
+    import torch
+    from litert_torch.generative.export_hf.core import attention as _attention  # noqa: F401 - registers lrt attention
+    from litert_torch.generative.export_hf.core import cache as _cache  # noqa: F401 - registers LiteRTLMCache
+    from litert_torch.generative.export_hf.core.external_emb import exportable_module as ext
+    from transformers import Qwen2ForCausalLM
+
+    text_config = copy.deepcopy(model.config.text_config)
+    if text_config.model_type != "qwen2":
+        raise StepError(f"export-tflite: the decoder export handles Qwen2 text models, not '{text_config.model_type}'")
+    with torch.device("meta"):
+        lm = Qwen2ForCausalLM(text_config)
+    lm.model = copy.deepcopy(model.model.language_model)
+    lm.lm_head = copy.deepcopy(model.lm_head)
+    lm.config = text_config
+    for module in lm.modules():  # the copied layers must read the copied config, not the variant's
+        if hasattr(module, "config") and module is not lm:
+            module.config = text_config
+    lm.eval().set_attn_implementation("lrt_transposed_attention")
+    export_config = _export_config(facts)
+    converter = litert_torch.Converter()
+    for cls in (ext.LiteRTExportableModuleForDecoderOnlyLMPrefillExternalEmbedder,
+                ext.LiteRTExportableModuleForDecoderOnlyLMGenerateExternalEmbedder):
+        module = cls(lm, export_config).eval()
+        for name, (inputs, _) in module.get_sample_inputs(text_config).items():
+            converter.signature(name, module, sample_kwargs=inputs)
+    return converter
+
+
+# --- reading graphs back ------------------------------------------------------------------
+def open_interpreter(path: Path, threads: int, delegate: str = "xnnpack") -> Any:
+    """An Interpreter over a .tflite file, or one clear error for a missing/corrupt file."""
+    from ai_edge_litert import interpreter as lite
+
+    if not path.is_file():
+        raise RuntimeBackendError(f"tflite graph '{path}' is missing; rebuild the variant")
+    resolver = (lite.OpResolverType.AUTO if delegate == "xnnpack"
+                else lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    try:
+        interp = lite.Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise RuntimeBackendError(f"LiteRT cannot load '{path.name}' (corrupt or unsupported .tflite): "
+                                  f"{first}") from None
+    return interp
+
+
+class Signature:
+    """A signature runner taking and returning float arrays: int8/int16 inputs are quantized with
+    their tensor's scale/zero point and integer outputs dequantized (full-integer graphs)."""
+
+    def __init__(self, interp: Any, name: str) -> None:
+        self.name = name
+        self.runner = interp.get_signature_runner(name)
+        self.inputs = self.runner.get_input_details()
+        self.outputs = self.runner.get_output_details()
+        #: When a list, every call's (float-model) inputs are appended: calibration data.
+        self.record: list[dict[str, Any]] | None = None
+
+    def __call__(self, **feeds: Any) -> dict[str, Any]:
+        import numpy as np
+
+        args = {}
+        for key, value in feeds.items():
+            detail = self.inputs[key]
+            dtype = detail["dtype"]
+            scale, zero = detail["quantization"]
+            if dtype in (np.int8, np.uint8, np.int16) and scale:
+                info = np.iinfo(dtype)
+                value = np.clip(np.round(value / scale) + zero, info.min, info.max)
+            args[key] = np.asarray(value).astype(dtype)
+        if self.record is not None:
+            self.record.append({k: v.copy() for k, v in args.items()})
+        out = self.runner(**args)
+        result = {}
+        for key, value in out.items():
+            scale, zero = self.outputs[key]["quantization"]
+            if value.dtype in (np.int8, np.uint8, np.int16) and scale:
+                value = (value.astype(np.float32) - zero) * scale
+            result[key] = value
+        return result
+
+
+def op_report(path: Path) -> dict[str, Any]:
+    """Integer check of every subgraph of a .tflite file (ai-edge-quantizer's flatbuffer reader):
+    op counts, the ops that read or write a float tensor, and each signature's I/O dtypes."""
+    from collections import Counter
+
+    from ai_edge_litert import interpreter as lite
+    from ai_edge_quantizer import qtyping
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
+
+    names = {v: k for k, v in vars(qtyping.BuiltinOperator).items() if k.isupper()}
+    model = fb.read_model(str(path))
+    ops: Counter[str] = Counter()
+    float_ops: Counter[str] = Counter()
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), str(code.builtinCode))
+            ops[name] += 1
+            indices = [*(op.inputs if op.inputs is not None else []), *(op.outputs if op.outputs is not None else [])]
+            used = [fb.TENSOR_CODE_TO_TYPE.get(subgraph.tensors[i].type) for i in indices if i >= 0]
+            if any(t in ("FLOAT32", "FLOAT16") for t in used):
+                float_ops[name] += 1
+    interp = lite.Interpreter(model_path=str(path),
+                              experimental_op_resolver_type=lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    io = {}
+    for sig in interp.get_signature_list():
+        runner = interp.get_signature_runner(sig)
+        io[sig] = {"inputs": sorted({v["dtype"].__name__ for v in runner.get_input_details().values()}),
+                   "outputs": sorted({v["dtype"].__name__ for v in runner.get_output_details().values()})}
+    return {"ops": dict(ops), "non_integer_ops": dict(float_ops), "io_dtypes": io}

@@ -1,0 +1,202 @@
+"""ONNX export of a FastVLM variant as three graphs a generation loop can drive.
+
+- `vision.onnx`: pixel_values (batch, 3, H, W) → projected image features (batch, N, hidden):
+  FastViTHD + projector. Dynamic batch; the image size is fixed by the processor.
+- `embed.onnx`: input_ids (batch, seq) → token embeddings (batch, seq, hidden).
+- `decoder.onnx`: one merged graph for prefill and decode. Inputs `inputs_embeds`,
+  `attention_mask` (batch, past + seq), `position_ids` and `past_key_values.{i}.key/value`
+  (batch, kv_heads, past, head_dim; past = 0 for prefill); outputs `logits` of the last position
+  (batch, vocab) and `present.{i}.key/value`. Dynamic batch, sequence and past lengths.
+
+Why three graphs: the dynamo exporter fails on FastVLM's image-token check, so the legacy
+(TorchScript) exporter is used on plain wrappers; the image features are spliced outside the
+graphs (as the runtime loop does), and the decoder gets a ready 4-D additive mask, which
+transformers passes through untouched (no traced mask helpers). Each graph is checked with
+`onnx.checker`; weights move to external data when a graph is larger than a threshold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.errors import StepError
+
+GRAPHS = ("vision", "embed", "decoder")
+
+
+def _plain(model: Any) -> None:
+    """Refuse what the exporter cannot express, with one line (instead of a trace failure)."""
+    import torch
+
+    odd = [n for n, p in model.named_parameters() if type(p) not in (torch.Tensor, torch.nn.Parameter)]
+    if odd:
+        raise StepError(f"export-onnx cannot express torch-quantized tensors (e.g. '{odd[0]}'); export the float "
+                        "model and quantize the ONNX graphs with an ort-quant step instead")
+
+
+def export_model(loaded: Any, folder: Path, components: list[str], opset: int = 17,
+                 external_data_mb: float = 100.0) -> dict[str, Any]:
+    """Export `components` of the variant into `folder`; returns manifest pieces."""
+    import copy
+
+    import torch
+
+    if loaded.cache_factory is not None:
+        raise StepError("export-onnx cannot express a custom KV cache (kv-cache step): the ONNX decoder keeps a "
+                        "plain float cache; drop the kv-cache step from this variant")
+    _plain(loaded.model)
+    model = loaded.model
+    if loaded.dtype != torch.float32:  # ORT's CPU kernels are float32; keep the variant's weights untouched
+        model = copy.deepcopy(model).float()
+    model.eval()
+    text = model.config.text_config
+    heads = text.num_attention_heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    facts = {"hidden_size": text.hidden_size, "num_layers": text.num_hidden_layers, "kv_heads": kv_heads,
+             "head_dim": head_dim, "vocab_size": text.vocab_size, "image_size": list(loaded.image_size),
+             "image_token_id": int(model.config.image_token_id), "eos_token_ids": _eos(loaded),
+             "visual_tokens": loaded.visual_tokens}
+    graphs: dict[str, str] = {}
+    export = {"vision": _export_vision, "embed": _export_embed, "decoder": _export_decoder}
+    orig_attn = text._attn_implementation
+    try:
+        text._attn_implementation = "eager"  # additive 4-D mask, plain MatMul/Softmax in the graph
+        with torch.no_grad():
+            for name in components:
+                path = folder / f"{name}.onnx"
+                try:
+                    export[name](model, loaded, path, opset, facts)
+                except StepError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the exporter's errors are many and untyped
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                    raise StepError(f"export-onnx: the {name} graph cannot be exported: {first}") from exc
+                finalize(path, external_data_mb)
+                graphs[name] = path.name
+    finally:
+        text._attn_implementation = orig_attn
+    return {"graphs": graphs, "model": facts}
+
+
+def finalize(path: Path, external_data_mb: float) -> None:
+    """Check the graph; store weights as external data (`<graph>.data`) when it is large."""
+    import onnx
+
+    onnx.checker.check_model(str(path))
+    data = f"{path.name}.data"
+    # A > 2 GB model comes out of the exporter with one external file per tensor: gather them too.
+    header = onnx.load(str(path), load_external_data=False)
+    scattered = {e.value for t in header.graph.initializer for e in t.external_data if e.key == "location"} - {data}
+    if scattered or (path.stat().st_size > external_data_mb * 1e6 and not (path.parent / data).exists()):
+        model = onnx.load(str(path))
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data, size_threshold=1024)
+        for name in scattered:
+            (path.parent / name).unlink(missing_ok=True)
+        onnx.checker.check_model(str(path))
+
+
+def _eos(loaded: Any) -> list[int]:
+    from harness.runtimes._loop import eos_ids_of
+
+    return eos_ids_of(loaded.model.generation_config, loaded.processor.tokenizer)
+
+
+def _onnx_export(module: Any, args: tuple, path: Path, opset: int, inputs: list[str], outputs: list[str],
+                 axes: dict[str, dict[int, str]]) -> None:
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about python values; the graphs are checked after
+        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=axes,
+                          opset_version=opset, do_constant_folding=True, dynamo=False)
+
+
+def _export_vision(model: Any, loaded: Any, path: Path, opset: int, facts: dict[str, Any]) -> None:
+    import torch
+
+    class Vision(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model.model
+
+        def forward(self, pixel_values: Any) -> Any:
+            return self.inner.get_image_features(pixel_values=pixel_values).pooler_output
+
+    height, width = facts["image_size"]
+    pixels = torch.rand(2, 3, height, width)
+    _onnx_export(Vision().eval(), (pixels,), path, opset, ["pixel_values"], ["image_features"],
+                 {"pixel_values": {0: "batch"}, "image_features": {0: "batch"}})
+
+
+def _export_embed(model: Any, loaded: Any, path: Path, opset: int, facts: dict[str, Any]) -> None:
+    import torch
+
+    class Embed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = model.get_input_embeddings()
+
+        def forward(self, input_ids: Any) -> Any:
+            return self.table(input_ids)
+
+    ids = torch.zeros(2, 5, dtype=torch.long)
+    _onnx_export(Embed().eval(), (ids,), path, opset, ["input_ids"], ["inputs_embeds"],
+                 {"input_ids": {0: "batch", 1: "sequence"}, "inputs_embeds": {0: "batch", 1: "sequence"}})
+
+
+def decoder_names(num_layers: int) -> tuple[list[str], list[str]]:
+    past = [f"past_key_values.{i}.{kind}" for i in range(num_layers) for kind in ("key", "value")]
+    present = [f"present.{i}.{kind}" for i in range(num_layers) for kind in ("key", "value")]
+    return past, present
+
+
+def _export_decoder(model: Any, loaded: Any, path: Path, opset: int, facts: dict[str, Any]) -> None:
+    import torch
+    from transformers import DynamicCache
+
+    layers = facts["num_layers"]
+    text_config = model.config.text_config
+
+    class Decoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lm = model.model.language_model
+            self.head = model.lm_head
+
+        def forward(self, inputs_embeds: Any, attention_mask: Any, position_ids: Any, *past: Any) -> Any:
+            query = inputs_embeds.shape[1]
+            total = attention_mask.shape[1]
+            keys = torch.arange(total, device=inputs_embeds.device).view(1, -1)
+            queries = torch.arange(query, device=inputs_embeds.device).view(-1, 1) + (total - query)
+            allowed = (keys <= queries)[None, None] & attention_mask[:, None, None, :].bool()
+            zero = torch.zeros((), dtype=inputs_embeds.dtype)
+            low = torch.tensor(torch.finfo(inputs_embeds.dtype).min, dtype=inputs_embeds.dtype)
+            mask = torch.where(allowed, zero, low)
+            cache = DynamicCache(ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(layers)],
+                                 config=text_config)
+            out = self.lm(inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=position_ids,
+                          cache=cache, use_cache=True)
+            logits = self.head(out.last_hidden_state[:, -1, :])
+            present = []
+            for layer in out.cache.layers:
+                present += [layer.keys, layer.values]
+            return (logits, *present)
+
+    batch, query, past_len = 2, 3, 4
+    embeds = torch.randn(batch, query, facts["hidden_size"])
+    mask = torch.ones(batch, past_len + query, dtype=torch.long)
+    positions = torch.arange(past_len, past_len + query).repeat(batch, 1)
+    past = [torch.randn(batch, facts["kv_heads"], past_len, facts["head_dim"]) for _ in range(2 * layers)]
+    past_names, present_names = decoder_names(layers)
+    axes: dict[str, dict[int, str]] = {"inputs_embeds": {0: "batch", 1: "sequence"},
+                                       "attention_mask": {0: "batch", 1: "total"},
+                                       "position_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}}
+    axes |= {n: {0: "batch", 2: "past"} for n in past_names}
+    axes |= {n: {0: "batch", 2: "total"} for n in present_names}
+    _onnx_export(Decoder().eval(), (embeds, mask, positions, *past), path, opset,
+                 ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names], axes)

@@ -1,0 +1,132 @@
+"""Core ML over a variant's `exports/coreml/` packages, driven by the shared generation loop.
+
+Core ML prediction exists only on macOS (coremltools: "Model prediction is only supported on
+macOS"). Elsewhere `load()` raises `RuntimeUnavailable`: the worker records the session suites as
+unavailable with that reason, while the size suite still measures the packages (whose specs the
+export step validated). On macOS the backend below runs real `MLModel.predict` calls; it cannot
+be executed on the Linux machines this project is tested on (see docs/export.md).
+
+The exported decoder is stateless (no KV cache, see harness/exporting/coreml.py), so the backend
+keeps each row's embeddings and recomputes the whole prefix (padded to `sequence_length`) per
+token; `HARNESS_COREML_UNITS` picks the compute units (ALL, CPU_ONLY, CPU_AND_GPU, CPU_AND_NE).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+from harness.errors import RuntimeBackendError, RuntimeUnavailable, require
+from harness.registries import RUNTIMES
+
+UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
+NEEDS_MACOS = ("needs macOS: Core ML prediction is only supported on macOS; the spec was validated and the "
+               "size measured")
+
+
+class CoremlBackend:
+    """The `_loop` backend protocol over three MLModels (macOS only)."""
+
+    def __init__(self, models: dict[str, Any], facts: dict[str, Any]) -> None:
+        self.models = models
+        self.length = int(facts["sequence_length"])
+        self.mask_value = float(facts["mask_value"])
+
+    def encode(self, pixel_values: Any) -> Any:
+        import numpy as np
+
+        rows = [self.models["vision"].predict({"pixel_values": pixel_values[i:i + 1]})["features"]
+                for i in range(pixel_values.shape[0])]
+        return np.concatenate(rows, axis=0).astype(np.float32)
+
+    def embed(self, input_ids: Any) -> Any:
+        import numpy as np
+
+        rows = []
+        for ids in np.asarray(input_ids, dtype=np.int32):
+            parts = []
+            for start in range(0, ids.shape[0], self.length):
+                piece = ids[start:start + self.length]
+                padded = np.zeros((1, self.length), np.int32)
+                padded[0, :len(piece)] = piece
+                parts.append(self.models["embed"].predict({"token_ids": padded})["embeddings"][0, :len(piece)])
+            rows.append(np.concatenate(parts, axis=0))
+        return np.stack(rows).astype(np.float32)
+
+    def _logits(self, sequence: Any) -> Any:
+        import numpy as np
+
+        used = sequence.shape[0]
+        if used > self.length:
+            raise RuntimeBackendError(f"Core ML decoder takes {self.length} tokens; this generation needs {used}: "
+                                      "re-export with a larger sequence_length")
+        embeds = np.zeros((1, self.length, sequence.shape[1]), np.float32)
+        embeds[0, :used] = sequence
+        mask = np.triu(np.full((self.length, self.length), self.mask_value, np.float32), 1)[None, None]
+        out = self.models["decoder"].predict({"embeddings": embeds, "mask": mask,
+                                              "position_ids": np.arange(self.length, dtype=np.int32)[None]})
+        return np.asarray(out["logits"], dtype=np.float32)[0, used - 1]
+
+    def prefill(self, embeds: Any, mask: Any, positions: Any) -> tuple[Any, list[Any]]:
+        import numpy as np
+
+        past = [embeds[row][np.asarray(mask[row]) == 1] for row in range(embeds.shape[0])]
+        return np.stack([self._logits(seq) for seq in past]), past
+
+    def decode(self, embeds: Any, mask: Any, positions: Any, past: list[Any]) -> tuple[Any, list[Any]]:
+        import numpy as np
+
+        past = [np.concatenate([seq, embeds[row]], axis=0) for row, seq in enumerate(past)]
+        return np.stack([self._logits(seq) for seq in past]), past
+
+
+@RUNTIMES.register("coreml", "Core ML (macOS only; on Linux recorded as unavailable, size still measured) "
+                             "over exports/coreml")
+class Coreml:
+    accepts: ClassVar[tuple[str, ...]] = ("coreml",)
+
+    def load(self, artifact: Path) -> Any:
+        ct = require("coremltools", "coreml", "runtime coreml")
+        from harness.exporting import read_export
+
+        folder, manifest = read_export(artifact, "coreml")
+        if sys.platform != "darwin":
+            raise RuntimeUnavailable(NEEDS_MACOS)
+        graphs = manifest.get("graphs", {})
+        missing = [g for g in ("vision", "embed", "decoder") if g not in graphs]
+        if missing:
+            raise RuntimeBackendError(f"coreml export of '{artifact.name}' lacks the {', '.join(missing)} "
+                                      "package(s); generation needs vision, embed and decoder")
+        units = os.environ.get("HARNESS_COREML_UNITS", "ALL")
+        if units not in UNITS:
+            raise RuntimeBackendError(f"HARNESS_COREML_UNITS={units!r}: use one of {', '.join(UNITS)}")
+        from transformers import AutoProcessor
+
+        from harness.runtimes._loop import LoopSession
+
+        models = {}
+        for name in ("vision", "embed", "decoder"):
+            try:
+                models[name] = ct.models.MLModel(str(folder / graphs[name]),
+                                                 compute_units=getattr(ct.ComputeUnit, units))
+            except Exception as exc:  # noqa: BLE001 - Core ML compile errors are untyped
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                raise RuntimeBackendError(f"Core ML cannot load '{graphs[name]}': {first}") from None
+        processor = AutoProcessor.from_pretrained(str(folder))
+        facts = manifest["model"]
+        return LoopSession(CoremlBackend(models, facts), processor, facts["image_token_id"], facts["eos_token_ids"],
+                           info={"graphs": graphs, "compute_units": units})
+
+    def info(self) -> dict[str, Any]:
+        import importlib.metadata
+        import platform
+
+        try:
+            version = importlib.metadata.version("coremltools")
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        return {"runtime": "coreml", "coremltools": version, "platform": platform.platform(),
+                "compute_units": os.environ.get("HARNESS_COREML_UNITS", "ALL"),
+                "prediction": "available" if sys.platform == "darwin" else NEEDS_MACOS}

@@ -1,0 +1,48 @@
+"""`export-onnx`: add an ONNX export (vision+projector, token embedding, KV-cache decoder) to the
+variant, keeping its torch weights as the reference (see harness/exporting/onnx.py)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from harness.errors import require
+from harness.registries import STEPS
+from harness.steps._base import Step, StepConfig, StepContext
+
+Graph = Literal["vision", "embed", "decoder"]
+
+
+class ExportOnnxConfig(StepConfig):
+    kind: Literal["export-onnx"] = "export-onnx"
+    opset: int = Field(17, ge=14, le=20, description="ONNX opset of the legacy (TorchScript) exporter")
+    components: list[Graph] = Field(default_factory=lambda: ["vision", "embed", "decoder"],
+                                    description="graphs to export; ORT generation needs all three")
+    external_data_mb: float = Field(100.0, ge=0, description="graphs larger than this keep weights in <graph>.data")
+
+
+@STEPS.register("export-onnx", "export to ONNX: vision+projector, embeddings, merged prefill/decode KV-cache decoder")
+class ExportOnnx(Step):
+    Config = ExportOnnxConfig
+    consumes: ClassVar[str] = "torch"
+    produces: ClassVar[str] = "onnx"
+    examples: ClassVar[list[dict[str, Any]]] = [{"kind": "export-onnx", "external_data_mb": 0}]
+
+    def apply(self, config: ExportOnnxConfig, model: Any, ctx: StepContext) -> None:
+        if ctx.replay:  # the export is on disk already; the torch weights are what replay rebuilds
+            return
+        require("onnx", "onnx", "step export-onnx")
+        from harness.exporting import save_assets, write_export_manifest
+        from harness.exporting.onnx import export_model
+
+        folder = ctx.export_dir("onnx")
+        roles = save_assets(model, folder)
+        result = export_model(model, folder, list(config.components), config.opset, config.external_data_mb)
+        settings = {"exporter": "torch.onnx.export (TorchScript)", "opset": config.opset,
+                    "components": list(config.components), "dtype": "float32",
+                    "external_data_mb": config.external_data_mb}
+        manifest = write_export_manifest(folder, "onnx", settings, result["graphs"], roles, result["model"])
+        graph_bytes = sum(f["bytes"] for f in manifest["files"] if f["role"] in ("graph", "external-data"))
+        ctx.note(f"onnx: exported {', '.join(result['graphs'])} (opset {config.opset}), "
+                 f"{graph_bytes / 1e6:.2f} MB of graphs and weights")

@@ -1,0 +1,38 @@
+"""Shared helpers for the export tests: build a tiny variant the way the worker does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .conftest import build_tiny
+
+
+def build_artifact(path: Path, steps: list[dict], export: dict, loaded: Any = None,
+                   staging_from: Path | None = None) -> tuple[Any, Any]:
+    """Exports staged inside the artifact, as in a worker build. With `staging_from`, start from
+    that artifact's export (its `export` step counted as already applied) instead of converting
+    again: conversion is the slow part of these tests."""
+    from harness.artifacts import save_variant
+    from harness.steps._base import StepContext, apply_step
+
+    loaded = loaded or build_tiny()
+    base_config = loaded.model.config.to_dict()
+    ctx = StepContext(staging=path / "exports")
+    all_steps = steps
+    if staging_from is not None:
+        shutil.copytree(staging_from / "exports", path / "exports")
+        all_steps = [export, *steps]
+        ctx.records.append({})
+        ctx.applied = 1
+    for raw in steps:
+        apply_step(raw, loaded, ctx)
+    save_variant(loaded, path, {"base": {"model": "tiny", "source": "tiny"}, "base_config": base_config,
+                                "steps": all_steps, "notes": ctx.notes, "step_records": ctx.records})
+    return loaded, ctx
+
+
+def export_manifest(path: Path, fmt: str) -> dict:
+    return json.loads((path / "exports" / fmt / "export.json").read_text())
