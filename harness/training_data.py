@@ -62,6 +62,8 @@ class VQABatcher:
         self.cells = torch.tensor(cells, dtype=torch.long) if annotated else None
         self.digits = torch.tensor(digits, dtype=torch.long) if annotated else None
         self.aux_heads: Any = None
+        #: Tokens (text + visual) in the last batch built: the trainer's throughput counter.
+        self.last_tokens = 0
 
     def enable_auxiliary(self, vision_channels: int, cell_classes: int, digit_classes: int) -> Any:
         """Dense deep supervision of the encoder from scene annotations (nano-VQA's `cells`/`digit`).
@@ -98,21 +100,43 @@ class VQABatcher:
             attention[r, : len(seq)] = 1
             start = len(seq) - self.n_answer[index]
             labels[r, start : len(seq)] = seq[start:]
+        self.last_tokens = int(attention.sum())
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
                 "pixel_values": self.pixel_values[images], "image_index": image_index}
+
+    def _embedded(self, model: Any, images: list[int]) -> tuple[dict[str, Any], Any, Any]:
+        """(batch on the model's device, image encoder output, input embeddings with features placed)."""
+        batch = {k: v.to(model.device) for k, v in self.batch(images).items()}
+        encoded = model.model.get_image_features(pixel_values=batch["pixel_values"].to(model.dtype))
+        input_ids = batch["input_ids"]
+        embeds = model.get_input_embeddings()(input_ids)
+        image_mask = (input_ids == model.config.image_token_id).unsqueeze(-1)
+        features = encoded.pooler_output
+        if int(image_mask.sum()) != features[batch["image_index"]].numel() // features.shape[-1]:
+            raise DataError(f"the processor placed {int(image_mask.sum())} image tokens but the encoder gave "
+                            f"{features.shape[1]} per image; processor and model disagree")
+        embeds = embeds.masked_scatter(image_mask, features[batch["image_index"]].to(embeds.dtype))
+        return batch, encoded, embeds
+
+    def answer_outputs(self, model: Any, images: list[int]) -> tuple[Any, Any, Any]:
+        """(logits at the positions predicting answer tokens, those tokens, projector output).
+
+        The rows and their answer tokens come in the same order for any model whose tokenizer is
+        the same, whatever its visual-token count: what distillation aligns teacher and student on.
+        """
+        batch, encoded, embeds = self._embedded(model, images)
+        hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
+                                            use_cache=False).last_hidden_state
+        targets = batch["labels"][:, 1:]
+        mask = targets != -100
+        return model.lm_head(hidden[:, :-1][mask]), targets[mask], encoded.pooler_output
 
     def loss(self, model: Any, images: list[int]) -> Any:
         """Encode each image once, place its features in every row about it, return the LM loss."""
         import torch
         import torch.nn.functional as F
 
-        batch = self.batch(images)
-        encoded = model.model.get_image_features(pixel_values=batch["pixel_values"])
-        features = encoded.pooler_output
-        input_ids = batch["input_ids"]
-        embeds = model.get_input_embeddings()(input_ids)
-        image_mask = (input_ids == model.config.image_token_id).unsqueeze(-1)
-        embeds = embeds.masked_scatter(image_mask, features[batch["image_index"]].to(embeds.dtype))
+        batch, encoded, embeds = self._embedded(model, images)
         loss = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
         if self.aux_heads is not None:
             tokens = encoded.last_hidden_state.flatten(2).transpose(1, 2)  # (images, tokens, channels)

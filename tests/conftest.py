@@ -78,3 +78,14 @@ def first_run(tmp_path_factory, nano_dir):
     root = tmp_path_factory.mktemp("pipeline")
     recipe = make_recipe(root, VARIANTS)
     return recipe, run(recipe, output=root / "reports", progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core box OpenMP spinning costs 10x."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -49,9 +49,12 @@ class PackedLinear(torch.nn.Module):
     """Weight-only quantized Linear with packed INT4/INT8 codes, fp16 group scales."""
 
     def __init__(self, in_features: int, out_features: int, bits: int, group_size: int, symmetric: bool,
-                 bias: bool, input_scale: bool = False) -> None:
+                 bias: bool, input_scale: bool = False, act_bits: int | None = None) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
+        #: INT8 activations (step `qat`): torchao's dynamic per-token fake quantizer, as trained.
+        self.act_bits = act_bits
+        self.act_quantizer = activation_fake_quantizer(act_bits) if act_bits else None
         self.bits, self.symmetric = bits, symmetric
         self.group_size = in_features if group_size == -1 else group_size
         self.n_groups = in_features // self.group_size
@@ -76,6 +79,8 @@ class PackedLinear(torch.nn.Module):
         return weight.view(self.out_features, self.in_features).to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.act_quantizer is not None:
+            x = self.act_quantizer(x)
         if self.input_scale is not None:
             x = x * self.input_scale.to(x.dtype)
         bias = self.bias.to(x.dtype) if self.bias is not None else None
@@ -83,7 +88,35 @@ class PackedLinear(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bits={self.bits}, "
-                f"group_size={self.group_size}, symmetric={self.symmetric}, bias={self.bias is not None}")
+                f"group_size={self.group_size}, symmetric={self.symmetric}, bias={self.bias is not None}"
+                + (f", act_bits={self.act_bits}" if self.act_bits else ""))
+
+
+def activation_fake_quantizer(bits: int) -> Any:
+    """torchao's dynamic per-token asymmetric fake quantizer (no state: nothing is stored)."""
+    from torchao.quantization.qat import IntxFakeQuantizeConfig, IntxFakeQuantizer
+
+    if bits != 8:
+        raise ValueError(f"activation quantization supports 8 bits, not {bits}")
+    return IntxFakeQuantizer(IntxFakeQuantizeConfig(torch.int8, "per_token", is_symmetric=False))
+
+
+def from_signed_codes(codes: torch.Tensor, scales: torch.Tensor, bits: int, group_size: int,
+                      bias: torch.Tensor | None, act_bits: int | None = None) -> PackedLinear:
+    """A symmetric `PackedLinear` from signed codes `(out, in)` in [-2**(bits-1), 2**(bits-1)) and
+    scales `(out, in // group)` (step `qat` computes them with torchao's own quantize primitive)."""
+    out_features, in_features = codes.shape
+    half = 2 ** (bits - 1)
+    if int(codes.min()) < -half or int(codes.max()) >= half:
+        raise ValueError(f"signed codes outside [{-half}, {half})")
+    layer = PackedLinear(in_features, out_features, bits, group_size, True, bias=bias is not None,
+                         act_bits=act_bits)
+    with torch.no_grad():
+        layer.qweight.copy_(pack_codes((codes.to(torch.int32) + half), bits))
+        layer.scales.copy_(scales.reshape(out_features, -1).to(torch.float16))
+        if bias is not None:
+            layer.bias.copy_(bias.detach().to(torch.float16))
+    return layer
 
 
 def from_inc(module: Any, bits: int, group_size: int, symmetric: bool, bias: bool) -> PackedLinear:
