@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import RuntimeBackendError
+from harness.errors import RuntimeBackendError, StepError
 
 EXPORTS = "exports"
 EXPORT_MANIFEST = "export.json"
@@ -21,6 +21,47 @@ ROLES = ("graph", "external-data", "tokenizer", "config", "weights", "other")
 GRAPH_SUFFIXES = (".onnx", ".tflite", ".mlmodel", ".mlpackage")
 TOKENIZER_HINTS = ("tokenizer", "vocab", "merges", "special_tokens", "chat_template", "processor",
                    "preprocessor")
+
+
+def check_exportable(loaded: Any, step: str, quant_step: str) -> None:
+    """Refuse what an exported graph cannot express, in one line (not a tracer failure): a custom
+    KV cache, or torch-quantized tensors (compress the exported graphs with `quant_step` instead)."""
+    import torch
+
+    if loaded.cache_factory is not None:
+        raise StepError(f"{step} cannot express a custom KV cache (kv-cache step): the exported decoder keeps a "
+                        "plain float cache; drop the kv-cache step from this variant")
+    odd = [n for n, p in loaded.model.named_parameters() if type(p) not in (torch.Tensor, torch.nn.Parameter)]
+    if odd:
+        raise StepError(f"{step} cannot express torch-quantized tensors (e.g. '{odd[0]}'); export the float model "
+                        f"and compress the exported graphs with a {quant_step} step instead")
+
+
+def float_model(loaded: Any) -> Any:
+    """The variant's model in fp32 and eval mode, for tracing: a copy when its dtype differs, so the
+    variant's own weights (the parity reference) stay untouched."""
+    import copy
+
+    import torch
+
+    model = loaded.model if loaded.dtype == torch.float32 else copy.deepcopy(loaded.model).float()
+    return model.eval()
+
+
+def model_facts(loaded: Any, **extra: Any) -> dict[str, Any]:
+    """What every runtime of an export needs to drive the graphs (saved in `export.json`): sizes, cache
+    layout, image token and EOS ids (picked as the torch adapter picks them), plus format-specific `extra`."""
+    from harness.runtimes._loop import eos_ids_of
+
+    text = loaded.model.config.text_config
+    heads = text.num_attention_heads
+    return {"hidden_size": text.hidden_size, "num_layers": text.num_hidden_layers,
+            "kv_heads": getattr(text, "num_key_value_heads", None) or heads,
+            "head_dim": getattr(text, "head_dim", None) or text.hidden_size // heads,
+            "vocab_size": text.vocab_size, "image_size": list(loaded.image_size),
+            "image_token_id": int(loaded.model.config.image_token_id),
+            "eos_token_ids": eos_ids_of(loaded.model.generation_config, loaded.processor.tokenizer),
+            "visual_tokens": loaded.visual_tokens, **extra}
 
 
 def guess_role(relative: str) -> str:

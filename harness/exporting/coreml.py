@@ -17,13 +17,13 @@ op counts (also what shows that a compression pass took effect: `constexpr_*` op
 
 from __future__ import annotations
 
-import copy
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from harness.errors import RuntimeBackendError, StepError
+from harness.exporting import check_exportable, float_model, model_facts
 
 GRAPHS = ("vision", "embed", "decoder")
 MASK_VALUE = -1e4
@@ -31,28 +31,17 @@ IO = {"vision": (["pixel_values"], ["features"]), "embed": (["token_ids"], ["emb
       "decoder": (["embeddings", "position_ids", "mask"], ["logits"])}
 
 
-def model_facts(loaded: Any, sequence_length: int) -> dict[str, Any]:
-    text = loaded.model.config.text_config
-    ids = loaded.model.generation_config.eos_token_id
-    ids = ids if ids is not None else loaded.processor.tokenizer.eos_token_id
-    ids = ids if isinstance(ids, list) else [ids]
-    return {"hidden_size": text.hidden_size, "num_layers": text.num_hidden_layers, "vocab_size": text.vocab_size,
-            "image_size": list(loaded.image_size), "image_token_id": int(loaded.model.config.image_token_id),
-            "eos_token_ids": [int(i) for i in ids if i is not None], "visual_tokens": loaded.visual_tokens,
-            "sequence_length": sequence_length, "mask_value": MASK_VALUE, "kv_cache": False}
+def coreml_facts(loaded: Any, sequence_length: int) -> dict[str, Any]:
+    return model_facts(loaded, sequence_length=sequence_length, mask_value=MASK_VALUE, kv_cache=False)
 
 
 def export_model(loaded: Any, folder: Path, components: list[str], sequence_length: int, precision: str,
                  target: str) -> dict[str, Any]:
     """Convert `components` into `folder`/<name>.mlpackage and check each spec."""
-    import torch
-
-    from harness.exporting.litert import check_exportable
 
     check_exportable(loaded, "export-coreml", "coreml-optimize")
-    model = loaded.model if loaded.dtype == torch.float32 else copy.deepcopy(loaded.model).float()
-    model.eval()
-    facts = model_facts(loaded, sequence_length)
+    model = float_model(loaded)
+    facts = coreml_facts(loaded, sequence_length)
     graphs: dict[str, str] = {}
     seconds: dict[str, float] = {}
     specs: dict[str, Any] = {}

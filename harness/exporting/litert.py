@@ -26,41 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import RuntimeBackendError, StepError
+from harness.exporting import check_exportable, float_model, model_facts
 
 GRAPHS = ("vision", "embed", "decoder")
 #: Additive mask value for positions a query must not see (exported in the manifest).
 MASK_VALUE = -1e4
 
 
-def check_exportable(loaded: Any, step: str, quant_step: str = "litert-quant") -> None:
-    """Refuse what a TFLite graph cannot express, in one line (not a tracer failure)."""
-    import torch
-
-    if loaded.cache_factory is not None:
-        raise StepError(f"{step} cannot express a custom KV cache (kv-cache step): the exported decoder keeps its own "
-                        "float cache; drop the kv-cache step from this variant")
-    odd = [n for n, p in loaded.model.named_parameters() if type(p) not in (torch.Tensor, torch.nn.Parameter)]
-    if odd:
-        raise StepError(f"{step} cannot express torch-quantized tensors (e.g. '{odd[0]}'); export the float model "
-                        f"and compress the exported graphs with a {quant_step} step instead")
-
-
-def model_facts(loaded: Any, prefill_length: int, cache_length: int) -> dict[str, Any]:
-    text = loaded.model.config.text_config
-    heads = text.num_attention_heads
-    ids = loaded.model.generation_config.eos_token_id
-    ids = ids if ids is not None else loaded.processor.tokenizer.eos_token_id
-    ids = ids if isinstance(ids, list) else [ids]
-    return {"hidden_size": text.hidden_size, "num_layers": text.num_hidden_layers,
-            "kv_heads": getattr(text, "num_key_value_heads", None) or heads,
-            "head_dim": getattr(text, "head_dim", None) or text.hidden_size // heads,
-            "vocab_size": text.vocab_size, "image_size": list(loaded.image_size),
-            "image_token_id": int(loaded.model.config.image_token_id),
-            "eos_token_ids": [int(i) for i in ids if i is not None], "visual_tokens": loaded.visual_tokens,
-            "prefill_length": prefill_length, "cache_length": cache_length, "mask_value": MASK_VALUE,
-            "signatures": {"vision": "encode", "embed_prefill": f"prefill_embedder_{prefill_length}",
-                           "embed_decode": "decode_embedder", "prefill": f"prefill_{prefill_length}",
-                           "decode": "decode"}}
+def litert_facts(loaded: Any, prefill_length: int, cache_length: int) -> dict[str, Any]:
+    return model_facts(loaded, prefill_length=prefill_length, cache_length=cache_length, mask_value=MASK_VALUE,
+                       signatures={"vision": "encode", "embed_prefill": f"prefill_embedder_{prefill_length}",
+                                   "embed_decode": "decode_embedder", "prefill": f"prefill_{prefill_length}",
+                                   "decode": "decode"})
 
 
 def export_model(loaded: Any, folder: Path, components: list[str], prefill_length: int,
@@ -68,10 +45,9 @@ def export_model(loaded: Any, folder: Path, components: list[str], prefill_lengt
     """Convert `components` into `folder`; returns graphs, model facts and seconds per graph."""
     import torch
 
-    check_exportable(loaded, "export-tflite")
-    model = loaded.model if loaded.dtype == torch.float32 else copy.deepcopy(loaded.model).float()
-    model.eval()
-    facts = model_facts(loaded, prefill_length, cache_length)
+    check_exportable(loaded, "export-tflite", "litert-quant")
+    model = float_model(loaded)
+    facts = litert_facts(loaded, prefill_length, cache_length)
     build = {"vision": _vision, "embed": _embed, "decoder": _decoder}
     graphs: dict[str, str] = {}
     seconds: dict[str, float] = {}

@@ -21,43 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import StepError
+from harness.exporting import check_exportable, float_model, model_facts
 
 GRAPHS = ("vision", "embed", "decoder")
-
-
-def _plain(model: Any) -> None:
-    """Refuse what the exporter cannot express, with one line (instead of a trace failure)."""
-    import torch
-
-    odd = [n for n, p in model.named_parameters() if type(p) not in (torch.Tensor, torch.nn.Parameter)]
-    if odd:
-        raise StepError(f"export-onnx cannot express torch-quantized tensors (e.g. '{odd[0]}'); export the float "
-                        "model and quantize the ONNX graphs with an ort-quant step instead")
 
 
 def export_model(loaded: Any, folder: Path, components: list[str], opset: int = 17,
                  external_data_mb: float = 100.0) -> dict[str, Any]:
     """Export `components` of the variant into `folder`; returns manifest pieces."""
-    import copy
-
     import torch
 
-    if loaded.cache_factory is not None:
-        raise StepError("export-onnx cannot express a custom KV cache (kv-cache step): the ONNX decoder keeps a "
-                        "plain float cache; drop the kv-cache step from this variant")
-    _plain(loaded.model)
-    model = loaded.model
-    if loaded.dtype != torch.float32:  # ORT's CPU kernels are float32; keep the variant's weights untouched
-        model = copy.deepcopy(model).float()
-    model.eval()
+    check_exportable(loaded, "export-onnx", "ort-quant")
+    model = float_model(loaded)  # ORT's CPU kernels are float32
     text = model.config.text_config
-    heads = text.num_attention_heads
-    kv_heads = getattr(text, "num_key_value_heads", None) or heads
-    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
-    facts = {"hidden_size": text.hidden_size, "num_layers": text.num_hidden_layers, "kv_heads": kv_heads,
-             "head_dim": head_dim, "vocab_size": text.vocab_size, "image_size": list(loaded.image_size),
-             "image_token_id": int(model.config.image_token_id), "eos_token_ids": _eos(loaded),
-             "visual_tokens": loaded.visual_tokens}
+    facts = model_facts(loaded)
     graphs: dict[str, str] = {}
     export = {"vision": _export_vision, "embed": _export_embed, "decoder": _export_decoder}
     orig_attn = text._attn_implementation
@@ -96,12 +73,6 @@ def finalize(path: Path, external_data_mb: float) -> None:
         for name in scattered:
             (path.parent / name).unlink(missing_ok=True)
         onnx.checker.check_model(str(path))
-
-
-def _eos(loaded: Any) -> list[int]:
-    from harness.runtimes._loop import eos_ids_of
-
-    return eos_ids_of(loaded.model.generation_config, loaded.processor.tokenizer)
 
 
 def _onnx_export(module: Any, args: tuple, path: Path, opset: int, inputs: list[str], outputs: list[str],
