@@ -189,7 +189,7 @@ def _first(values: list[Any]) -> Any:
 def _check_images(config: AccuracyConfig, items: list[_items.Prepared], source: ImageSource,
                   root: Path | None) -> None:
     """Decode every image once before any generation; keep a content digest for the response cache."""
-    import hashlib
+    from harness.response_cache import image_hash
 
     field = "image_path" if config.image_path else "/".join(source.columns)
     todo = [it for it in items if not it.failed]
@@ -201,9 +201,7 @@ def _check_images(config: AccuracyConfig, items: list[_items.Prepared], source: 
             except ValueError as exc:
                 _bad(config, item, field, exc)
                 continue
-            data = value.get("bytes") if isinstance(value, dict) else None
-            item.image_key = hashlib.sha256(data).hexdigest() if data else str(value.get("path")
-                                                                                if isinstance(value, dict) else value)
+            item.image_key = image_hash(value) or ""
 
 
 def _undecoded(dataset: Any, columns: list[str]) -> Any:
