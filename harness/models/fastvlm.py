@@ -104,6 +104,16 @@ class LoadedModel:
         return self.processor(images=rgb, text=self.prompts(questions), padding=True,
                               return_tensors="pt")
 
+    def encode_images(self, images: list[Any]) -> Any:
+        """Projected image features (items, tokens, hidden) as float32 numpy: the same method the
+        exported runtimes' sessions have, so parity compares like with like."""
+        import torch
+
+        inputs = self.prepare(images, [""] * len(images))
+        with torch.inference_mode():
+            features = self.model.model.get_image_features(pixel_values=inputs["pixel_values"].to(self.dtype))
+        return features.pooler_output.float().numpy()
+
     # --- generation -------------------------------------------------------------------
     def generate(
         self,

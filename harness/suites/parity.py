@@ -47,18 +47,6 @@ def compare_arrays(reference: Any, candidate: Any) -> dict[str, float]:
             "cosine_min": float(cosine.min()), "cosine_mean": float(cosine.mean())}
 
 
-def encode(session: Any, images: list[Any]) -> Any:
-    """Projected image features from a runtime session or from a torch `LoadedModel`."""
-    if hasattr(session, "encode_images"):
-        return session.encode_images(images)
-    import torch
-
-    inputs = session.prepare(images, [""] * len(images))
-    with torch.inference_mode():
-        features = session.model.model.get_image_features(pixel_values=inputs["pixel_values"].to(session.dtype))
-    return features.pooler_output.float().numpy()
-
-
 def _logits(value: Any) -> Any:
     import numpy as np
 
@@ -83,7 +71,7 @@ class Parity:
         reference = load_variant(ctx.artifact)
         numeric = data.select(range(min(config.numeric_items, len(data))))
         images, questions = numeric["image"], numeric[config.question_column]
-        encoder = compare_arrays(encode(reference, images), encode(session, images))
+        encoder = compare_arrays(reference.encode_images(images), session.encode_images(images))
         ref_first = reference.generate(images, questions, max_new_tokens=1, keep_logits=True).first_logits
         got_first = session.generate(images, questions, max_new_tokens=1, keep_logits=True).first_logits
         ref_logits, got_logits = _logits(ref_first), _logits(got_first)
