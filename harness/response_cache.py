@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.sqlite_wal import connect_wal
+
 FILE_NAME = "responses.sqlite"
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
@@ -83,9 +85,7 @@ class ResponseCache:
         if self._conn is None:
             assert self.path is not None
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000)
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = connect_wal(self.path, BUSY_TIMEOUT_MS / 1000)
             conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
                          "token_ids TEXT, variant TEXT, suite TEXT, created REAL DEFAULT (julianday('now')))")
             conn.commit()

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.sqlite_wal import connect_wal
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   run_id TEXT PRIMARY KEY, recipe TEXT, started REAL, finished REAL, git_sha TEXT,
@@ -30,8 +32,7 @@ def history_path(run_dir: Path) -> Path:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), timeout=60)
-    conn.execute("PRAGMA journal_mode=WAL")
+    conn = connect_wal(path, timeout_s=60)
     conn.executescript(SCHEMA)
     return conn
 
