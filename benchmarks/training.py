@@ -84,7 +84,7 @@ def _ddp_run(out: Path, accum: int, processes: int) -> tuple[dict, dict]:
     from safetensors.torch import load_file
 
     module = ["-m", "harness.training.ddp_check", "--out", str(out), "--accum", str(accum), "--steps", "8"]
-    command = ([shutil.which("torchrun") or "torchrun", "--nproc_per_node", str(processes), "--master_port", "29533"]
+    command = ([shutil.which("torchrun") or "torchrun", "--standalone", "--nproc_per_node", str(processes)]
                if processes > 1 else [sys.executable])
     subprocess.run(command + module, check=True, capture_output=True,
                    env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})

@@ -17,7 +17,7 @@ def _train(out, accum, processes=1):
     if processes > 1:
         torchrun = shutil.which("torchrun")
         command = [torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]
-        command += ["--nproc_per_node", str(processes), "--master_port", "29517", *module]
+        command += ["--standalone", "--nproc_per_node", str(processes), *module]  # standalone: a free port
     else:
         command = [sys.executable, *module]
     subprocess.run(command, check=True, env=env, timeout=300, capture_output=True)
