@@ -15,14 +15,16 @@ LIBRARIES = ("fastvlm-harness", "torch", "torchvision", "transformers", "timm", 
 BUILD_LIBRARIES = ("torch", "transformers", "timm", "torchao", "safetensors")
 
 
+def package_version(name: str) -> str | None:
+    """Installed version of a distribution (e.g. "coremltools", "ai-edge-litert"), None if absent."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
+    return {name: package_version(name) for name in names}
 
 
 def cpu_model() -> str:

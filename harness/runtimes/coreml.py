@@ -120,13 +120,10 @@ class Coreml:
                            info={"graphs": graphs, "compute_units": units})
 
     def info(self) -> dict[str, Any]:
-        import importlib.metadata
         import platform
 
-        try:
-            version = importlib.metadata.version("coremltools")
-        except importlib.metadata.PackageNotFoundError:
-            version = None
-        return {"runtime": "coreml", "coremltools": version, "platform": platform.platform(),
+        from harness.environment import package_version
+
+        return {"runtime": "coreml", "coremltools": package_version("coremltools"), "platform": platform.platform(),
                 "compute_units": os.environ.get("HARNESS_COREML_UNITS", "ALL"),
                 "prediction": "available" if sys.platform == "darwin" else NEEDS_MACOS}

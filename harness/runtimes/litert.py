@@ -165,13 +165,13 @@ class LiteRT:
     def info(self) -> dict[str, Any]:
         import torch
 
+        from harness.environment import package_version
+
         try:
             require("ai_edge_litert", "tflite", "runtime litert")
-            import importlib.metadata
-
-            version = importlib.metadata.version("ai-edge-litert")
         except Exception as exc:  # noqa: BLE001 - info must never break a run
             return {"runtime": "litert", "error": str(exc)}
+        version = package_version("ai-edge-litert")
         delegate = os.environ.get("HARNESS_LITERT_DELEGATE", "xnnpack")
         return {"runtime": "litert", "ai_edge_litert": version, "num_threads": torch.get_num_threads(),
                 "delegate": "XNNPACK (default CPU delegate)" if delegate == "xnnpack" else "none (builtin kernels)",

@@ -39,6 +39,7 @@ class ExportCoreml(Step):
         if ctx.replay:
             return
         require("coremltools", "coreml", "step export-coreml")
+        from harness.environment import package_version
         from harness.exporting import save_assets, write_export_manifest
         from harness.exporting.coreml import export_model
 
@@ -46,7 +47,7 @@ class ExportCoreml(Step):
         roles = save_assets(model, folder)
         result = export_model(model, folder, list(config.components), config.sequence_length,
                               config.compute_precision, config.deployment_target)
-        settings = {"exporter": f"coremltools {_version()} mlprogram {config.compute_precision}",
+        settings = {"exporter": f"coremltools {package_version('coremltools')} mlprogram {config.compute_precision}",
                     "compute_precision": config.compute_precision, "deployment_target": config.deployment_target,
                     "components": list(config.components), "sequence_length": config.sequence_length,
                     "decoder_kv_cache": False, "convert_seconds": result["seconds"]}
@@ -59,9 +60,3 @@ class ExportCoreml(Step):
         ctx.note(f"coreml: converted {', '.join(result['graphs'])} (mlprogram, {config.compute_precision}, "
                  f"{config.deployment_target}) {size / 1e6:.2f} MB; spec validated ({checked}); "
                  "decoder without KV cache (coremltools cannot convert StaticCache's index_copy_)")
-
-
-def _version() -> str:
-    import importlib.metadata
-
-    return importlib.metadata.version("coremltools")

@@ -45,13 +45,14 @@ class ExportTflite(Step):
             return
         require("litert_torch", "tflite", "step export-tflite")
         require("ai_edge_litert", "tflite", "step export-tflite")
+        from harness.environment import package_version
         from harness.exporting import save_assets, write_export_manifest
         from harness.exporting.litert import export_model
 
         folder = ctx.export_dir("tflite")
         roles = save_assets(model, folder)
         result = export_model(model, folder, list(config.components), config.prefill_length, config.cache_length)
-        settings = {"exporter": f"litert-torch {_version('litert_torch')}", "dtype": "float32",
+        settings = {"exporter": f"litert-torch {package_version('litert-torch') or 'unknown'}", "dtype": "float32",
                     "components": list(config.components), "prefill_length": config.prefill_length,
                     "cache_length": config.cache_length, "batch": 1, "convert_seconds": result["seconds"]}
         manifest = write_export_manifest(folder, "tflite", settings, result["graphs"], roles, result["model"])
@@ -61,12 +62,3 @@ class ExportTflite(Step):
         ctx.note(f"tflite: converted {', '.join(result['graphs'])} with litert-torch ({timing}), "
                  f"{graph_bytes / 1e6:.2f} MB of graphs; decoder cache {config.cache_length} slots, "
                  f"prefill chunks of {config.prefill_length}")
-
-
-def _version(module: str) -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(module.replace("_", "-"))
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
