@@ -207,6 +207,18 @@ def recipe(variants: str, runtimes: str = "[torch-eager, onnxruntime]"):
     return parse_recipe(yaml.safe_load(f"name: r\nruntimes: {runtimes}\nsuites: [size]\nvariants:\n{variants}"))
 
 
+def test_rewriting_steps_name_the_graphs_an_export_lacks():
+    from harness.exporting import graphs_to_rewrite
+
+    manifest = {"graphs": {"vision": "vision.onnx", "embed": "embed.onnx"}}
+    assert graphs_to_rewrite("ort-quant", "onnx", manifest, None) == ["vision", "embed"]
+    assert graphs_to_rewrite("ort-quant", "onnx", manifest, ["embed"]) == ["embed"]
+    with pytest.raises(StepError, match=r"^ort-quant: the onnx export has no decoder graph \(it has vision, embed\)$"):
+        graphs_to_rewrite("ort-quant", "onnx", manifest, ["vision", "decoder"])
+    with pytest.raises(StepError, match=r"no selected graph \(it has none\)"):
+        graphs_to_rewrite("litert-quant", "tflite", {}, None)
+
+
 def test_recipe_format_rules():
     ok = recipe("  - {name: base}\n  - {name: q, steps: [{kind: export-onnx}, {kind: ort-quant, mode: static-int8}]}")
     assert ok.variant("q").formats == ["torch", "onnx"] and ok.variant("base").formats == ["torch"]

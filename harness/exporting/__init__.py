@@ -18,6 +18,7 @@ from harness.errors import RuntimeBackendError, StepError
 EXPORTS = "exports"
 EXPORT_MANIFEST = "export.json"
 ROLES = ("graph", "external-data", "tokenizer", "config", "weights", "other")
+GENERATION_GRAPHS = ("vision", "embed", "decoder")  # what a runtime needs to generate
 GRAPH_SUFFIXES = (".onnx", ".tflite", ".mlmodel", ".mlpackage")
 TOKENIZER_HINTS = ("tokenizer", "vocab", "merges", "special_tokens", "chat_template", "processor",
                    "preprocessor")
@@ -144,12 +145,24 @@ def read_export(artifact: Path, fmt: str) -> tuple[Path, dict[str, Any]]:
     return folder, read_manifest_file(folder)
 
 
+def graphs_to_rewrite(step: str, fmt: str, manifest: dict[str, Any], wanted: list[str] | None) -> list[str]:
+    """The graphs a step that rewrites an export in place works on: `wanted`, or every graph of
+    the export when None; one StepError naming what the export lacks and what it has."""
+    graphs = manifest.get("graphs", {})
+    chosen = list(graphs) if wanted is None else wanted
+    absent = [g for g in chosen if g not in graphs]
+    if absent or not chosen:
+        raise StepError(f"{step}: the {fmt} export has no {', '.join(absent) or 'selected'} graph "
+                        f"(it has {', '.join(graphs) or 'none'})")
+    return chosen
+
+
 def generation_graphs(artifact: Path, fmt: str, step: str) -> tuple[Path, dict[str, Any], dict[str, str]]:
     """The export folder, manifest and graph files a generating runtime needs (vision, embed,
     decoder), or one clear error naming the missing graphs and the step that makes them."""
     folder, manifest = read_export(artifact, fmt)
     graphs = manifest.get("graphs", {})
-    missing = [g for g in ("vision", "embed", "decoder") if g not in graphs]
+    missing = [g for g in GENERATION_GRAPHS if g not in graphs]
     if missing:
         raise RuntimeBackendError(f"{fmt} export of '{artifact.name}' lacks the {', '.join(missing)} graph(s); "
                                   f"generation needs vision, embed and decoder ({step} components)")

@@ -51,16 +51,13 @@ class CoremlOptimize(Step):
         ct = require("coremltools", "coreml", "step coreml-optimize")
         from coremltools.optimize import coreml as cto
 
-        from harness.exporting import read_manifest_file, record_export_step
+        from harness.exporting import graphs_to_rewrite, read_manifest_file, record_export_step
         from harness.exporting.coreml import validate_spec
 
         folder = ctx.export_dir("coreml")
-        graphs = read_manifest_file(folder).get("graphs", {})
-        chosen = config.graphs or list(graphs)
-        absent = [g for g in chosen if g not in graphs]
-        if absent or not chosen:
-            raise StepError(f"coreml-optimize: the coreml export has no {', '.join(absent) or 'packages'} "
-                            f"(it has {', '.join(graphs) or 'none'})")
+        manifest = read_manifest_file(folder)
+        chosen = graphs_to_rewrite("coreml-optimize", "coreml", manifest, config.graphs or None)
+        graphs = manifest["graphs"]
         if config.method == "linear":
             op_config = cto.OpLinearQuantizerConfig(
                 mode="linear_symmetric", dtype=config.dtype, granularity=config.granularity,

@@ -59,17 +59,13 @@ class LitertQuant(Step):
         from ai_edge_quantizer import quantizer, recipe
         from ai_edge_quantizer.utils import tfl_flatbuffer_utils
 
-        from harness.exporting import read_manifest_file, record_export_step, write_export_manifest
+        from harness.exporting import graphs_to_rewrite, read_manifest_file, record_export_step, write_export_manifest
         from harness.exporting.litert import op_report
 
         folder = ctx.export_dir("tflite")
         manifest = read_manifest_file(folder)
-        graphs = manifest.get("graphs", {})
-        chosen = config.graphs or list(graphs)
-        absent = [g for g in chosen if g not in graphs]
-        if absent or not chosen:
-            raise StepError(f"litert-quant: the tflite export has no {', '.join(absent) or 'graphs'} graph "
-                            f"(it has {', '.join(graphs) or 'none'})")
+        chosen = graphs_to_rewrite("litert-quant", "tflite", manifest, config.graphs or None)
+        graphs = manifest["graphs"]
         for name in chosen:
             if not tfl_flatbuffer_utils.is_float_model(tfl_flatbuffer_utils.read_model(str(folder / graphs[name]))):
                 raise StepError(f"litert-quant: the {name} graph is already quantized; quantize the float export once")
@@ -122,12 +118,13 @@ def _calibration_data(model: Any, config: LitertQuantConfig, folder: Path, manif
 
     from harness.data.sources import load_split
     from harness.errors import DataError
+    from harness.exporting import GENERATION_GRAPHS
     from harness.exporting.litert import Signature, open_interpreter
     from harness.runtimes._loop import LoopSession
     from harness.runtimes.litert import LiteRTBackend
 
     graphs = manifest["graphs"]
-    missing = [g for g in ("vision", "embed", "decoder") if g not in graphs]
+    missing = [g for g in GENERATION_GRAPHS if g not in graphs]
     if missing:
         raise StepError(f"litert-quant full-int8 calibrates by running the export, which lacks {', '.join(missing)}; "
                         "export all three graphs first")
@@ -141,9 +138,9 @@ def _calibration_data(model: Any, config: LitertQuantConfig, folder: Path, manif
                         "'image' and 'question'")
     rows = data.shuffle(seed=spec.seed).select(range(min(spec.items, len(data))))
     threads = torch.get_num_threads()
-    interpreters = {n: open_interpreter(folder / graphs[n], threads) for n in ("vision", "embed", "decoder")}
+    interpreters = {n: open_interpreter(folder / graphs[n], threads) for n in GENERATION_GRAPHS}
     backend = LiteRTBackend(interpreters, manifest["model"])
-    recorded: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in ("vision", "embed", "decoder")}
+    recorded: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in GENERATION_GRAPHS}
     for graph, attr in (("vision", "vision"), ("embed", "embed_prefill"), ("embed", "embed_decode"),
                         ("decoder", "prefill_sig"), ("decoder", "decode_sig")):
         signature: Signature = getattr(backend, attr)

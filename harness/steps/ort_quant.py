@@ -65,18 +65,14 @@ class OrtQuant(Step):
         if ctx.replay:
             return
         require("onnxruntime.quantization", "onnx", "step ort-quant")
-        from harness.exporting import read_manifest_file, record_export_step
+        from harness.exporting import graphs_to_rewrite, read_manifest_file, record_export_step
         from harness.exporting.onnx import finalize
 
         if config.mode == "int4-weight-only" and config.block_size & (config.block_size - 1):
             raise StepError(f"ort-quant: block_size {config.block_size} must be a power of two (16, 32, 64, 128)")
         folder = ctx.export_dir("onnx")
         manifest = read_manifest_file(folder)
-        wanted = graphs_for(self.targets(config))
-        missing = [g for g in wanted if g not in manifest.get("graphs", {})]
-        if missing or not wanted:
-            raise StepError(f"ort-quant: the onnx export has no {', '.join(missing) or 'target'} graph "
-                            f"(it has {', '.join(manifest.get('graphs', {})) or 'none'})")
+        wanted = graphs_to_rewrite("ort-quant", "onnx", manifest, graphs_for(self.targets(config)))
         feeds = _calibration_feeds(model, config, ctx) if config.mode == "static-int8" else {}
         suffix = {"dynamic-int8": "int8", "static-int8": "qdq", "int4-weight-only": "q4"}[config.mode]
         renamed = {}
