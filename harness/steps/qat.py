@@ -19,6 +19,7 @@ from harness.errors import StepError
 from harness.registries import STEPS
 from harness.steps._base import Step, StepContext
 from harness.steps._training import TrainStepConfig, batcher_for, run_training, training_rows
+from harness.steps.quantize import linear_layers, replace_module
 
 STEP = "qat"
 
@@ -72,11 +73,6 @@ def _pack(module: Any, config: QatConfig) -> Any:
                              act_bits=8 if config.activations else None)
 
 
-def _set_module(root: Any, name: str, module: Any) -> None:
-    parent, _, leaf = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, leaf, module)
-
-
 @STEPS.register(STEP, "quantization-aware training (torchao fake quant), stored as packed INT4/INT8")
 class Qat(Step):
     Config = QatConfig
@@ -89,7 +85,6 @@ class Qat(Step):
 
     def apply(self, config: QatConfig, model: Any, ctx: StepContext) -> None:
         from harness.steps._packed import PackedLinear
-        from harness.steps.quantize import linear_layers
 
         names = [n for names in linear_layers(model, self.targets(config), config.ignore).values() for n in names]
         described = (f"INT{config.bits} {'per-channel' if config.group_size == -1 else f'g{config.group_size}'} sym"
@@ -99,7 +94,7 @@ class Qat(Step):
             for name in recorded:
                 linear = model.model.get_submodule(name)
                 group = linear.in_features if config.group_size == -1 else config.group_size
-                _set_module(model.model, name, PackedLinear(
+                replace_module(model.model, name, PackedLinear(
                     linear.in_features, linear.out_features, config.bits, group, True,
                     bias=linear.bias is not None, act_bits=8 if config.activations else None))
             ctx.note(f"{len(recorded)} Linear layers rebuilt as {described} packed (QAT)")
@@ -125,14 +120,14 @@ class Qat(Step):
         for name in names:
             linear = model.model.get_submodule(name)
             weight, activation = _fake_configs(config, linear.in_features)
-            _set_module(model.model, name, FakeQuantizedLinear.from_linear(linear, activation, weight))
+            replace_module(model.model, name, FakeQuantizedLinear.from_linear(linear, activation, weight))
         for parameter in model.model.parameters():  # packed layers of earlier steps stay frozen
             parameter.requires_grad_(parameter.is_floating_point())
         run_training(config, model, batcher, ctx, STEP)
         record: dict[str, Any] = {}
         for name in names:
             packed = _pack(model.model.get_submodule(name), config)
-            _set_module(model.model, name, packed)
+            replace_module(model.model, name, packed)
             record[name] = {"shape": [packed.out_features, packed.in_features]}
         ctx.record.update({"layers": record, "bits": config.bits, "group_size": config.group_size,
                            "activations": config.activations})

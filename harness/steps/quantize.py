@@ -46,6 +46,12 @@ def linear_layers(model: Any, components: tuple[str, ...], ignore: list[str]) ->
     return found
 
 
+
+def replace_module(root: Any, qualified_name: str, module: Any) -> None:
+    """Put `module` at `qualified_name` inside `root` (how a step swaps one layer for its quantized form)."""
+    parent, _, leaf = qualified_name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, module)
+
 @STEPS.register("quantize", "torchao INT8 (dynamic activations or weight-only) on Linear layers")
 class Quantize(Step):
     Config = QuantizeConfig

@@ -247,8 +247,9 @@ def _capture_inputs(model: Any, components: tuple[str, ...], batches: list[dict[
 
 
 def _replace(model: Any, component: str, new: Any) -> None:
-    parent, _, child = MODULE_PATHS[component].rpartition(".")
-    setattr(model.model.get_submodule(parent), child, new)
+    from harness.steps.quantize import replace_module
+
+    replace_module(model.model, MODULE_PATHS[component], new)
 
 
 def _component_core(model: Any, component: str) -> Any:

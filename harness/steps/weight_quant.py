@@ -30,7 +30,7 @@ from harness.errors import StepError
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
 from harness.steps._calibration import CalibrationSpec
-from harness.steps.quantize import linear_layers
+from harness.steps.quantize import linear_layers, replace_module
 
 STEP = "weight-quant"
 GROUP_SIZES = (-1, 16, 32, 64, 128)
@@ -201,11 +201,6 @@ def _absorb(loaded: Any, names: list[str]) -> dict[str, Any]:
     return dict(QWEN2_ABSORB) if norms and wanted <= set(names) else {}
 
 
-def _set_module(root: Any, name: str, module: Any) -> None:
-    parent, _, leaf = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, leaf, module)
-
-
 def _check(config: WeightQuantConfig, loaded: Any, chosen: list[str]) -> None:
     for pattern in config.ignore:
         if not any(fnmatch.fnmatch(n, pattern) for n, _ in loaded.model.named_modules()):
@@ -244,7 +239,7 @@ class WeightQuant(Step):
             recorded = ctx.record.get("layers") or {n: {"input_scale": False} for n in chosen}
             for name, info in recorded.items():
                 linear = model.model.get_submodule(name)
-                _set_module(model.model, name, PackedLinear(
+                replace_module(model.model, name, PackedLinear(
                     linear.in_features, linear.out_features, config.bits, config.group_size, config.symmetric,
                     bias=linear.bias is not None, input_scale=info["input_scale"]))
             ctx.note(f"{len(recorded)} Linear layers rebuilt as {_describe(config)} packed")
@@ -272,7 +267,7 @@ class WeightQuant(Step):
                 packed = from_inc(module, config.bits, config.group_size, config.symmetric, biased[name])
             except ValueError as exc:
                 raise StepError(f"step '{STEP}': cannot pack layer '{name}': {exc}") from None
-            _set_module(model.model, name, packed)
+            replace_module(model.model, name, packed)
             record[name] = {"shape": [packed.out_features, packed.in_features],
                             "input_scale": packed.input_scale is not None}
         ctx.record.update({"layers": record, "bits": config.bits, "group_size": config.group_size,
