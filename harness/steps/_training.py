@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from harness.data.sources import DatasetSpec
 from harness.errors import StepError
 from harness.steps._base import StepConfig, StepContext
+from harness.training.loop import budget_problem
 
 MAX_CURVE_POINTS = 200
 
@@ -43,12 +44,9 @@ class TrainStepConfig(StepConfig):
 
     @model_validator(mode="after")
     def _budget(self) -> TrainStepConfig:
-        if self.steps is None and self.minutes is None:
-            raise ValueError("a training step needs a budget: give steps or minutes")
-        if self.steps is not None and self.steps <= 0:
-            raise ValueError(f"a training budget of {self.steps} steps trains nothing; give steps > 0")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"a training budget of {self.minutes} minutes trains nothing; give minutes > 0")
+        problem = budget_problem(self.steps, self.minutes)
+        if problem:
+            raise ValueError(problem)
         if self.early_stop_patience and not self.eval_items:
             raise ValueError("early_stop_patience needs eval_items > 0 (a validation metric to watch)")
         return self

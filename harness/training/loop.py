@@ -36,6 +36,18 @@ class Batcher(Protocol):
     def loss(self, model: Any, indices: list[int]) -> Any: ...
 
 
+def budget_problem(steps: int | None, minutes: float | None) -> str | None:
+    """Why a training budget would train nothing, or None. One rule for a recipe's training step
+    (reported with file:line when the recipe is read) and for direct callers of the trainer."""
+    if steps is None and minutes is None:
+        return "training needs a budget: give steps or minutes"
+    if steps is not None and steps <= 0:
+        return f"a training budget of {steps} steps trains nothing; give steps > 0"
+    if minutes is not None and minutes <= 0:
+        return f"a training budget of {minutes:g} minutes trains nothing; give minutes > 0"
+    return None
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What to train for and how. `steps` and/or `max_seconds` is the budget (one is required)."""
@@ -60,12 +72,9 @@ class TrainConfig:
     patience: int = 3
 
     def __post_init__(self) -> None:
-        if self.steps is None and self.max_seconds is None:
-            raise ConfigError("training needs a budget: give steps or minutes")
-        if self.steps is not None and self.steps <= 0:
-            raise ConfigError(f"training budget of {self.steps} steps trains nothing; give steps > 0")
-        if self.max_seconds is not None and self.max_seconds <= 0:
-            raise ConfigError(f"training budget of {self.max_seconds} s trains nothing; give minutes > 0")
+        problem = budget_problem(self.steps, None if self.max_seconds is None else self.max_seconds / 60)
+        if problem:
+            raise ConfigError(problem)
         if self.grad_accum < 1 or self.batch_size < self.grad_accum:
             raise ConfigError(f"grad_accum {self.grad_accum} must be >= 1 and <= batch_size {self.batch_size}")
         if self.checkpoint_every and not self.checkpoint_dir:
