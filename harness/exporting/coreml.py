@@ -74,14 +74,6 @@ def _wrappers(model: Any) -> dict[str, Any]:
         def forward(self, pixel_values: Any) -> Any:
             return self.inner.model.get_image_features(pixel_values=pixel_values).pooler_output
 
-    class Embed(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.table = model.get_input_embeddings()
-
-        def forward(self, token_ids: Any) -> Any:
-            return self.table(token_ids)
-
     class Decoder(torch.nn.Module):
         """A ready 4-D additive mask goes straight to attention: no traced mask helpers."""
 
@@ -93,7 +85,7 @@ def _wrappers(model: Any) -> dict[str, Any]:
             out = self.lm(inputs_embeds=embeddings, attention_mask=mask, position_ids=position_ids, use_cache=False)
             return self.head(out.last_hidden_state)
 
-    return {"vision": Vision, "embed": Embed, "decoder": Decoder}
+    return {"vision": Vision, "embed": model.get_input_embeddings, "decoder": Decoder}  # the table traces as is
 
 
 def _convert(name: str, model: Any, facts: dict[str, Any], precision: str, target: str) -> Any:

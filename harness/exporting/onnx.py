@@ -107,16 +107,8 @@ def _export_vision(model: Any, loaded: Any, path: Path, opset: int, facts: dict[
 def _export_embed(model: Any, loaded: Any, path: Path, opset: int, facts: dict[str, Any]) -> None:
     import torch
 
-    class Embed(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.table = model.get_input_embeddings()
-
-        def forward(self, input_ids: Any) -> Any:
-            return self.table(input_ids)
-
     ids = torch.zeros(2, 5, dtype=torch.long)
-    _onnx_export(Embed().eval(), (ids,), path, opset, ["input_ids"], ["inputs_embeds"],
+    _onnx_export(model.get_input_embeddings().eval(), (ids,), path, opset, ["input_ids"], ["inputs_embeds"],
                  {"input_ids": {0: "batch", 1: "sequence"}, "inputs_embeds": {0: "batch", 1: "sequence"}})
 
 
