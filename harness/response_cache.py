@@ -76,9 +76,17 @@ class ResponseCache:
             settings: dict[str, Any] | None = None) -> str:
         if not self.enabled:  # nothing will be looked up: skip hashing the images
             return ""
+        return self.key_from_digests(item_id, prompt, [image_hash(i) for i in images], settings)
+
+    def key_from_digests(self, item_id: Any, prompt: str, digests: Sequence[str | None],
+                         settings: dict[str, Any] | None = None) -> str:
+        """`key` for images already hashed with `image_hash` (the accuracy suite hashes each image
+        once, when it checks it decodes)."""
+        if not self.enabled:
+            return ""
         return response_key(variant=self.variant, runtime=self.runtime, suite=self.suite,
                             version=self.version, item_id=str(item_id), prompt=prompt,
-                            images=[image_hash(i) for i in images], settings=settings)
+                            images=list(digests), settings=settings)
 
     # --- storage ------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:

@@ -41,6 +41,17 @@ def test_image_hash_is_content(tmp_path):
     assert cache.key("1", "q", [tmp_path / "a.png"]) != cache.key("1", "q", [{"bytes": b"png-a", "path": None}])
 
 
+def test_a_digest_keys_like_the_image_it_came_from(tmp_path):
+    from PIL import Image
+
+    from harness.response_cache import image_hash
+
+    cache = ResponseCache(tmp_path / "r.sqlite", variant="v")
+    red = Image.new("RGB", (4, 4), (255, 0, 0))
+    assert cache.key_from_digests("1", "q", [image_hash(red)]) == cache.key("1", "q", [red])
+    assert cache.key_from_digests("1", "q", [image_hash(red)]) != cache.key("1", "q", [image_hash(red)])
+
+
 def test_answers_reads_hits_and_computes_misses_in_batches(tmp_path):
     calls = []
 

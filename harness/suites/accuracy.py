@@ -231,7 +231,7 @@ def predict(session: Any, items: list[_items.Prepared], config: AccuracyConfig, 
         return out.texts, out.token_ids
 
     if cache is not None:  # look every item up; generate only the misses, in batches
-        keys = [cache.key(it.id, it.prompt, [it.image_key], settings) for it in items]
+        keys = [cache.key_from_digests(it.id, it.prompt, [it.image_key], settings) for it in items]
         return cache.answers(keys, generate, config.batch_size)
     answers: list[str] = []
     for begin in range(0, len(items), config.batch_size):
