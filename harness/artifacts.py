@@ -22,7 +22,8 @@ WEIGHTS = "model.safetensors"
 FORMAT = "harness-variant/1"
 
 
-def _is_plain(tensor: Any) -> bool:
+def is_plain_tensor(tensor: Any) -> bool:
+    """A plain tensor or Parameter, not a torchao/quantized tensor subclass."""
     import torch
 
     return type(tensor) in (torch.Tensor, torch.nn.Parameter)
@@ -36,7 +37,7 @@ def save_variant(loaded: Any, out_dir: Path, manifest: dict[str, Any]) -> None:
     tensors: dict[str, Any] = {}
     packed: dict[str, dict[str, Any]] = {}
     for name, value in loaded.model.state_dict().items():
-        if _is_plain(value):
+        if is_plain_tensor(value):
             tensors[name] = value.detach().clone().contiguous()
             continue
         if not hasattr(value, "__tensor_flatten__"):

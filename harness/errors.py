@@ -56,6 +56,11 @@ class RunDirError(HarnessError):
     """A path given as a run directory is not a usable run."""
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of a third-party error (converters and runtimes raise pages), for one-line messages."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
 def require(module: str, extra: str, feature: str):  # noqa: ANN201 - returns a module
     """Import an optional dependency or raise a one-line `MissingExtraError`."""
     import importlib

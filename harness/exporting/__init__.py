@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from harness.errors import RuntimeBackendError, StepError
 
 EXPORTS = "exports"
 EXPORT_MANIFEST = "export.json"
-ROLES = ("graph", "external-data", "tokenizer", "config", "weights", "other")
-GENERATION_GRAPHS = ("vision", "embed", "decoder")  # what a runtime needs to generate
+Graph = Literal["vision", "embed", "decoder"]  # the graphs an export may hold (step config fields)
+GENERATION_GRAPHS: tuple[str, ...] = get_args(Graph)  # ...all of which a runtime needs to generate
 GRAPH_SUFFIXES = (".onnx", ".tflite", ".mlmodel", ".mlpackage")
 TOKENIZER_HINTS = ("tokenizer", "vocab", "merges", "special_tokens", "chat_template", "processor",
                    "preprocessor")
@@ -27,12 +27,12 @@ TOKENIZER_HINTS = ("tokenizer", "vocab", "merges", "special_tokens", "chat_templ
 def check_exportable(loaded: Any, step: str, quant_step: str) -> None:
     """Refuse what an exported graph cannot express, in one line (not a tracer failure): a custom
     KV cache, or torch-quantized tensors (compress the exported graphs with `quant_step` instead)."""
-    import torch
+    from harness.artifacts import is_plain_tensor
 
     if loaded.cache_factory is not None:
         raise StepError(f"{step} cannot express a custom KV cache (kv-cache step): the exported decoder keeps a "
                         "plain float cache; drop the kv-cache step from this variant")
-    odd = [n for n, p in loaded.model.named_parameters() if type(p) not in (torch.Tensor, torch.nn.Parameter)]
+    odd = [n for n, p in loaded.model.named_parameters() if not is_plain_tensor(p)]
     if odd:
         raise StepError(f"{step} cannot express torch-quantized tensors (e.g. '{odd[0]}'); export the float model "
                         f"and compress the exported graphs with a {quant_step} step instead")
@@ -52,8 +52,6 @@ def float_model(loaded: Any) -> Any:
 def model_facts(loaded: Any, **extra: Any) -> dict[str, Any]:
     """What every runtime of an export needs to drive the graphs (saved in `export.json`): sizes, cache
     layout, image token and EOS ids (picked as the torch adapter picks them), plus format-specific `extra`."""
-    from harness.runtimes._loop import eos_ids_of
-
     text = loaded.model.config.text_config
     heads = text.num_attention_heads
     return {"hidden_size": text.hidden_size, "num_layers": text.num_hidden_layers,
@@ -61,7 +59,7 @@ def model_facts(loaded: Any, **extra: Any) -> dict[str, Any]:
             "head_dim": getattr(text, "head_dim", None) or text.hidden_size // heads,
             "vocab_size": text.vocab_size, "image_size": list(loaded.image_size),
             "image_token_id": int(loaded.model.config.image_token_id),
-            "eos_token_ids": eos_ids_of(loaded.model.generation_config, loaded.processor.tokenizer),
+            "eos_token_ids": loaded.eos_token_ids(),
             "visual_tokens": loaded.visual_tokens, **extra}
 
 

@@ -22,10 +22,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness.errors import RuntimeBackendError, StepError
+from harness.errors import RuntimeBackendError, StepError, first_line
 from harness.exporting import check_exportable, float_model, model_facts
 
-GRAPHS = ("vision", "embed", "decoder")
 MASK_VALUE = -1e4
 IO = {"vision": (["pixel_values"], ["features"]), "embed": (["token_ids"], ["embeddings"]),
       "decoder": (["embeddings", "position_ids", "mask"], ["logits"])}
@@ -53,7 +52,7 @@ def export_model(loaded: Any, folder: Path, components: list[str], sequence_leng
         except StepError:
             raise
         except Exception as exc:  # noqa: BLE001 - tracing and MIL conversion raise many untyped errors
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            first = first_line(exc)
             raise StepError(f"export-coreml: coremltools cannot convert the {name} graph: "
                             f"{type(exc).__name__}: {first}") from exc
         mlmodel.save(str(path))
@@ -119,7 +118,7 @@ def validate_spec(path: Path, name: str | None = None) -> dict[str, Any]:
     try:
         spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
     except Exception as exc:  # noqa: BLE001 - protobuf / file errors surface untyped
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        first = first_line(exc)
         raise RuntimeBackendError(f"Core ML package '{path.name}' is unreadable (corrupt?): {first}") from None
     if spec.WhichOneof("Type") != "mlProgram":
         raise StepError(f"Core ML package '{path.name}' is a {spec.WhichOneof('Type')}, not an mlprogram")

@@ -25,10 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import RuntimeBackendError, StepError
+from harness.errors import RuntimeBackendError, StepError, first_line
 from harness.exporting import check_exportable, float_model, model_facts
 
-GRAPHS = ("vision", "embed", "decoder")
 #: Additive mask value for positions a query must not see (exported in the manifest).
 MASK_VALUE = -1e4
 
@@ -56,12 +55,12 @@ def export_model(loaded: Any, folder: Path, components: list[str], prefill_lengt
         start = time.perf_counter()
         try:
             with torch.no_grad():
-                converter = build[name](model, loaded, facts)
+                converter = build[name](model, facts)
                 converter.convert(strict_export=False).export(str(path))
         except StepError:
             raise
         except Exception as exc:  # noqa: BLE001 - torch.export / the MLIR lowering raise many untyped errors
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            first = first_line(exc)
             raise StepError(f"export-tflite: litert-torch cannot convert the {name} graph: "
                             f"{type(exc).__name__}: {first}") from exc
         seconds[name] = round(time.perf_counter() - start, 2)
@@ -69,7 +68,7 @@ def export_model(loaded: Any, folder: Path, components: list[str], prefill_lengt
     return {"graphs": graphs, "model": facts, "seconds": seconds}
 
 
-def _vision(model: Any, loaded: Any, facts: dict[str, Any]) -> Any:
+def _vision(model: Any, facts: dict[str, Any]) -> Any:
     import litert_torch
     import torch
 
@@ -96,7 +95,7 @@ def _export_config(facts: dict[str, Any]) -> Any:
         quantization_recipe=None)
 
 
-def _embed(model: Any, loaded: Any, facts: dict[str, Any]) -> Any:
+def _embed(model: Any, facts: dict[str, Any]) -> Any:
     import litert_torch
     from litert_torch.generative.export_hf.core.external_emb import exportable_module as ext
 
@@ -107,7 +106,7 @@ def _embed(model: Any, loaded: Any, facts: dict[str, Any]) -> Any:
     return converter
 
 
-def _decoder(model: Any, loaded: Any, facts: dict[str, Any]) -> Any:
+def _decoder(model: Any, facts: dict[str, Any]) -> Any:
     import litert_torch
     import torch
     from litert_torch.generative.export_hf.core import attention as _attention  # noqa: F401 - registers lrt attention
@@ -150,7 +149,7 @@ def open_interpreter(path: Path, threads: int, delegate: str = "xnnpack") -> Any
         interp = lite.Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        first = first_line(exc)
         raise RuntimeBackendError(f"LiteRT cannot load '{path.name}' (corrupt or unsupported .tflite): "
                                   f"{first}") from None
     return interp

@@ -20,10 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.errors import StepError
+from harness.errors import StepError, first_line
 from harness.exporting import check_exportable, float_model, model_facts
-
-GRAPHS = ("vision", "embed", "decoder")
 
 
 def export_model(loaded: Any, folder: Path, components: list[str], opset: int = 17,
@@ -44,11 +42,11 @@ def export_model(loaded: Any, folder: Path, components: list[str], opset: int = 
             for name in components:
                 path = folder / f"{name}.onnx"
                 try:
-                    export[name](model, loaded, path, opset, facts)
+                    export[name](model, path, opset, facts)
                 except StepError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the exporter's errors are many and untyped
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                    first = first_line(exc)
                     raise StepError(f"export-onnx: the {name} graph cannot be exported: {first}") from exc
                 finalize(path, external_data_mb)
                 graphs[name] = path.name
@@ -87,7 +85,7 @@ def _onnx_export(module: Any, args: tuple, path: Path, opset: int, inputs: list[
                           opset_version=opset, do_constant_folding=True, dynamo=False)
 
 
-def _export_vision(model: Any, loaded: Any, path: Path, opset: int, facts: dict[str, Any]) -> None:
+def _export_vision(model: Any, path: Path, opset: int, facts: dict[str, Any]) -> None:
     import torch
 
     class Vision(torch.nn.Module):
@@ -104,7 +102,7 @@ def _export_vision(model: Any, loaded: Any, path: Path, opset: int, facts: dict[
                  {"pixel_values": {0: "batch"}, "image_features": {0: "batch"}})
 
 
-def _export_embed(model: Any, loaded: Any, path: Path, opset: int, facts: dict[str, Any]) -> None:
+def _export_embed(model: Any, path: Path, opset: int, facts: dict[str, Any]) -> None:
     import torch
 
     ids = torch.zeros(2, 5, dtype=torch.long)
@@ -118,7 +116,7 @@ def decoder_names(num_layers: int) -> tuple[list[str], list[str]]:
     return past, present
 
 
-def _export_decoder(model: Any, loaded: Any, path: Path, opset: int, facts: dict[str, Any]) -> None:
+def _export_decoder(model: Any, path: Path, opset: int, facts: dict[str, Any]) -> None:
     import torch
     from transformers import DynamicCache
 

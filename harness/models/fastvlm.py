@@ -133,7 +133,7 @@ class LoadedModel:
         inputs = self.prepare(images, questions)
         times.preprocess_ms = (time.perf_counter() - start) * 1e3
 
-        eos = self._eos_ids()
+        eos = torch.tensor(self.eos_token_ids(), dtype=torch.long)
         with torch.inference_mode():
             mark = time.perf_counter()
             pixel_values = inputs["pixel_values"].to(self.dtype)
@@ -180,14 +180,14 @@ class LoadedModel:
         texts = self.processor.tokenizer.batch_decode(token_ids, skip_special_tokens=True)
         return Generation([t.strip() for t in texts], token_ids, times, first_logits)
 
-    def _eos_ids(self) -> Any:
-        import torch
-
+    def eos_token_ids(self) -> list[int]:
+        """Ids that end an answer: the generation config's, else the tokenizer's (exported runtimes
+        read the same list from their export manifest)."""
         ids = self.model.generation_config.eos_token_id
         if ids is None:
             ids = self.processor.tokenizer.eos_token_id
         ids = ids if isinstance(ids, list) else [ids]
-        return torch.tensor([i for i in ids if i is not None], dtype=torch.long)
+        return [int(i) for i in ids if i is not None]
 
     # --- bookkeeping ------------------------------------------------------------------
     def parameter_count(self, component: str | None = None) -> int:

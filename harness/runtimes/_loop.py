@@ -30,13 +30,11 @@ from harness.models.fastvlm import Generation, StageTimes, _cut_at_eos, chat_pro
 class LoopSession:
     """A runtime session = this loop + a backend; quacks like `LoadedModel` for the suites."""
 
-    def __init__(self, backend: Any, processor: Any, image_token_id: int, eos_ids: list[int],
-                 info: dict[str, Any] | None = None) -> None:
+    def __init__(self, backend: Any, processor: Any, image_token_id: int, eos_ids: list[int]) -> None:
         self.backend = backend
         self.processor = processor
         self.image_token_id = int(image_token_id)
         self.eos_ids = [int(i) for i in eos_ids]
-        self.info = info or {}
         self.visual_tokens: int | None = None
 
     def prepare(self, images: list[Any], questions: list[str]) -> dict[str, Any]:
@@ -115,12 +113,3 @@ def _numpy(value: Any) -> Any:
     if hasattr(value, "detach"):
         return value.detach().cpu().numpy()
     return np.asarray(value)
-
-
-def eos_ids_of(generation_config: Any, tokenizer: Any) -> list[int]:
-    """EOS ids the way the torch adapter picks them (generation config first, then tokenizer)."""
-    ids = getattr(generation_config, "eos_token_id", None) if generation_config is not None else None
-    if ids is None:
-        ids = tokenizer.eos_token_id
-    ids = ids if isinstance(ids, list) else [ids]
-    return [int(i) for i in ids if i is not None]

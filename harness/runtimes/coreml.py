@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.errors import RuntimeBackendError, RuntimeUnavailable, require
+from harness.errors import RuntimeBackendError, RuntimeUnavailable, first_line, require
 from harness.registries import RUNTIMES
 
 UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
@@ -89,16 +89,12 @@ class Coreml:
 
     def load(self, artifact: Path) -> Any:
         ct = require("coremltools", "coreml", "runtime coreml")
-        from harness.exporting import read_export
+        from harness.exporting import GENERATION_GRAPHS, generation_graphs, read_export
 
-        folder, manifest = read_export(artifact, "coreml")
+        read_export(artifact, "coreml")  # a missing export is its own error, also off macOS
         if sys.platform != "darwin":
             raise RuntimeUnavailable(NEEDS_MACOS)
-        graphs = manifest.get("graphs", {})
-        missing = [g for g in ("vision", "embed", "decoder") if g not in graphs]
-        if missing:
-            raise RuntimeBackendError(f"coreml export of '{artifact.name}' lacks the {', '.join(missing)} "
-                                      "package(s); generation needs vision, embed and decoder")
+        folder, manifest, graphs = generation_graphs(artifact, "coreml", "export-coreml")
         units = os.environ.get("HARNESS_COREML_UNITS", "ALL")
         if units not in UNITS:
             raise RuntimeBackendError(f"HARNESS_COREML_UNITS={units!r}: use one of {', '.join(UNITS)}")
@@ -107,17 +103,16 @@ class Coreml:
         from harness.runtimes._loop import LoopSession
 
         models = {}
-        for name in ("vision", "embed", "decoder"):
+        for name in GENERATION_GRAPHS:
             try:
                 models[name] = ct.models.MLModel(str(folder / graphs[name]),
                                                  compute_units=getattr(ct.ComputeUnit, units))
             except Exception as exc:  # noqa: BLE001 - Core ML compile errors are untyped
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                first = first_line(exc)
                 raise RuntimeBackendError(f"Core ML cannot load '{graphs[name]}': {first}") from None
         processor = AutoProcessor.from_pretrained(str(folder))
         facts = manifest["model"]
-        return LoopSession(CoremlBackend(models, facts), processor, facts["image_token_id"], facts["eos_token_ids"],
-                           info={"graphs": graphs, "compute_units": units})
+        return LoopSession(CoremlBackend(models, facts), processor, facts["image_token_id"], facts["eos_token_ids"])
 
     def info(self) -> dict[str, Any]:
         import platform

@@ -141,14 +141,14 @@ class LiteRT:
         import torch
         from transformers import AutoProcessor
 
-        from harness.exporting import generation_graphs
+        from harness.exporting import GENERATION_GRAPHS, generation_graphs
         from harness.exporting.litert import open_interpreter
         from harness.runtimes._loop import LoopSession
 
         folder, manifest, graphs = generation_graphs(artifact, "tflite", "export-tflite")
         threads, delegate = torch.get_num_threads(), self._delegate()
         interpreters = {name: open_interpreter(folder / graphs[name], threads, delegate)
-                        for name in ("vision", "embed", "decoder")}
+                        for name in GENERATION_GRAPHS}
         try:
             processor = AutoProcessor.from_pretrained(str(folder))
         except (OSError, ValueError) as exc:
@@ -159,8 +159,7 @@ class LiteRT:
         except (KeyError, ValueError) as exc:
             raise RuntimeBackendError(f"tflite export of '{artifact.name}' lacks the signature {exc}; "
                                       "rebuild the variant") from None
-        return LoopSession(backend, processor, facts["image_token_id"], facts["eos_token_ids"],
-                           info={"graphs": graphs, "quantization": [s.get("mode") for s in manifest.get("steps", [])]})
+        return LoopSession(backend, processor, facts["image_token_id"], facts["eos_token_ids"])
 
     def info(self) -> dict[str, Any]:
         import torch

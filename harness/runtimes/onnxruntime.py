@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.errors import RuntimeBackendError, require
+from harness.errors import RuntimeBackendError, first_line, require
 from harness.registries import RUNTIMES
 
 LEVELS = ("disable", "basic", "extended", "all")
@@ -27,7 +27,7 @@ class OrtBackend:
 
         self.vision, self.embed_session, self.decoder = sessions["vision"], sessions["embed"], sessions["decoder"]
         self.facts = facts
-        self.past_names, self.present_names = decoder_names(int(facts["num_layers"]))
+        self.past_names, _ = decoder_names(int(facts["num_layers"]))
 
     def encode(self, pixel_values: Any) -> Any:
         return self.vision.run(None, {"pixel_values": pixel_values})[0]
@@ -83,13 +83,13 @@ class OnnxRuntime:
         ort = require("onnxruntime", "onnx", "runtime onnxruntime")
         from transformers import AutoProcessor
 
-        from harness.exporting import generation_graphs
+        from harness.exporting import GENERATION_GRAPHS, generation_graphs
         from harness.runtimes._loop import LoopSession
 
         folder, manifest, graphs = generation_graphs(artifact, "onnx", "export-onnx")
         options = self._options()
         sessions = {}
-        for name in ("vision", "embed", "decoder"):
+        for name in GENERATION_GRAPHS:
             path = folder / graphs[name]
             if not path.is_file():
                 raise RuntimeBackendError(f"onnx graph '{path}' is missing; rebuild the variant")
@@ -97,7 +97,7 @@ class OnnxRuntime:
                 sessions[name] = ort.InferenceSession(str(path), sess_options=options,
                                                       providers=["CPUExecutionProvider"])
             except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors for bad files
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                first = first_line(exc)
                 raise RuntimeBackendError(f"onnxruntime cannot load '{path.name}' of '{artifact.name}' "
                                           f"(corrupt or unsupported graph): {first}") from None
         try:
@@ -105,8 +105,7 @@ class OnnxRuntime:
         except (OSError, ValueError) as exc:
             raise RuntimeBackendError(f"tokenizer/processor assets of the onnx export are unusable: {exc}") from None
         facts = manifest["model"]
-        return LoopSession(OrtBackend(sessions, facts), processor, facts["image_token_id"], facts["eos_token_ids"],
-                           info={"graphs": graphs})
+        return LoopSession(OrtBackend(sessions, facts), processor, facts["image_token_id"], facts["eos_token_ids"])
 
     def info(self) -> dict[str, Any]:
         import torch

@@ -10,7 +10,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from harness.errors import StepError, require
+from harness.errors import StepError, first_line, require
+from harness.exporting import Graph
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
 
@@ -25,7 +26,7 @@ class CoremlOptimizeConfig(StepConfig):
     nbits: Literal[1, 2, 3, 4, 6, 8] = Field(4, description="palettize: bits per weight index")
     palette_mode: Literal["kmeans", "uniform"] = Field("kmeans", description="palettize: how the palette is chosen")
     weight_threshold: int = Field(2048, ge=0, description="weights with fewer elements stay float (coremltools' rule)")
-    graphs: list[Literal["vision", "embed", "decoder"]] | None = Field(
+    graphs: list[Graph] | None = Field(
         None, description="packages to compress (default: every package of the coreml export)")
 
     @model_validator(mode="after")
@@ -76,7 +77,7 @@ class CoremlOptimize(Step):
             try:
                 compressed = run(mlmodel, cto.OptimizationConfig(global_config=op_config))
             except (ValueError, NotImplementedError, AssertionError) as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                first = first_line(exc)
                 raise StepError(f"coreml-optimize ({label}) failed on the {name} package: {first}") from exc
             tmp = path.with_name(path.stem + ".tmp.mlpackage")
             compressed.save(str(tmp))

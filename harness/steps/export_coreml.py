@@ -9,15 +9,14 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from harness.errors import require
+from harness.exporting import GENERATION_GRAPHS, Graph
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
-
-Graph = Literal["vision", "embed", "decoder"]
 
 
 class ExportCoremlConfig(StepConfig):
     kind: Literal["export-coreml"] = "export-coreml"
-    components: list[Graph] = Field(default_factory=lambda: ["vision", "embed", "decoder"],
+    components: list[Graph] = Field(default_factory=lambda: list(GENERATION_GRAPHS),
                                     description="packages to convert; generation (macOS) needs all three")
     compute_precision: Literal["float16", "float32"] = Field("float16", description="mlprogram compute precision")
     sequence_length: int = Field(128, ge=2, le=8192,

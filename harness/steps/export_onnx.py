@@ -8,16 +8,15 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from harness.errors import require
+from harness.exporting import GENERATION_GRAPHS, Graph
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
-
-Graph = Literal["vision", "embed", "decoder"]
 
 
 class ExportOnnxConfig(StepConfig):
     kind: Literal["export-onnx"] = "export-onnx"
     opset: int = Field(17, ge=14, le=20, description="ONNX opset of the legacy (TorchScript) exporter")
-    components: list[Graph] = Field(default_factory=lambda: ["vision", "embed", "decoder"],
+    components: list[Graph] = Field(default_factory=lambda: list(GENERATION_GRAPHS),
                                     description="graphs to export; ORT generation needs all three")
     external_data_mb: float = Field(100.0, ge=0, description="graphs larger than this keep weights in <graph>.data")
 

@@ -9,15 +9,14 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from harness.errors import require
+from harness.exporting import GENERATION_GRAPHS, Graph
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
-
-Graph = Literal["vision", "embed", "decoder"]
 
 
 class ExportTfliteConfig(StepConfig):
     kind: Literal["export-tflite"] = "export-tflite"
-    components: list[Graph] = Field(default_factory=lambda: ["vision", "embed", "decoder"],
+    components: list[Graph] = Field(default_factory=lambda: list(GENERATION_GRAPHS),
                                     description="graphs to convert; LiteRT generation needs all three")
     prefill_length: int = Field(64, ge=1, le=4096,
                                 description="tokens per prefill call (static shape; longer prompts go in chunks)")

@@ -21,7 +21,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from harness.errors import StepError, require
+from harness.errors import StepError, first_line, require
+from harness.exporting import Graph
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
 from harness.steps._calibration import CalibrationSpec
@@ -34,7 +35,7 @@ RECIPES = {"dynamic-int8": "dynamic_wi8_afp32", "weight-only-int8": "weight_only
 class LitertQuantConfig(StepConfig):
     kind: Literal["litert-quant"] = "litert-quant"
     mode: Mode = "dynamic-int8"
-    graphs: list[Literal["vision", "embed", "decoder"]] | None = Field(
+    graphs: list[Graph] | None = Field(
         None, description="graphs to quantize (default: every graph of the tflite export)")
     calibration: CalibrationSpec = Field(default_factory=lambda: CalibrationSpec(items=8, batch_size=4),
                                          description="full-int8 only: items whose LiteRT generation calibrates")
@@ -84,7 +85,7 @@ class LitertQuant(Step):
                 result = q.calibrate(calibration[name], num_threads=2) if config.mode == "full-int8" else None
                 quantized = q.quantize(result, enable_progress_report=False)
             except (ValueError, RuntimeError, KeyError) as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                first = first_line(exc)
                 raise StepError(f"litert-quant ({config.mode}): ai-edge-quantizer failed on the {name} graph: "
                                 f"{first}") from exc
             quantized.export_model(str(path), overwrite=True)

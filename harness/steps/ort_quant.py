@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from harness.errors import StepError, require
+from harness.errors import StepError, first_line, require
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
 from harness.steps._calibration import CalibrationSpec
@@ -85,7 +85,7 @@ class OrtQuant(Step):
             except StepError:
                 raise
             except Exception as exc:  # noqa: BLE001 - onnxruntime.quantization raises untyped errors
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                first = first_line(exc)
                 raise StepError(f"ort-quant {config.mode}: {graph} graph failed to quantize: {first}") from exc
             finalize(target, float("inf"))
             for old in (source, folder / f"{source.name}.data"):
