@@ -112,10 +112,12 @@ class VQABatcher:
         embeds = model.get_input_embeddings()(input_ids)
         image_mask = (input_ids == model.config.image_token_id).unsqueeze(-1)
         features = encoded.pooler_output
-        if int(image_mask.sum()) != features[batch["image_index"]].numel() // features.shape[-1]:
-            raise DataError(f"the processor placed {int(image_mask.sum())} image tokens but the encoder gave "
+        placed = features[batch["image_index"]]  # one (tokens, hidden) block per row, gathered once
+        slots = int(image_mask.sum())
+        if slots != placed.shape[0] * placed.shape[1]:
+            raise DataError(f"the processor placed {slots} image tokens but the encoder gave "
                             f"{features.shape[1]} per image; processor and model disagree")
-        embeds = embeds.masked_scatter(image_mask, features[batch["image_index"]].to(embeds.dtype))
+        embeds = embeds.masked_scatter(image_mask, placed.to(embeds.dtype))
         return batch, encoded, embeds
 
     def answer_outputs(self, model: Any, images: list[int]) -> tuple[Any, Any, Any]:

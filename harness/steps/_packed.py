@@ -92,13 +92,21 @@ class PackedLinear(torch.nn.Module):
                 + (f", act_bits={self.act_bits}" if self.act_bits else ""))
 
 
-def activation_fake_quantizer(bits: int) -> Any:
-    """torchao's dynamic per-token asymmetric fake quantizer (no state: nothing is stored)."""
-    from torchao.quantization.qat import IntxFakeQuantizeConfig, IntxFakeQuantizer
+def activation_fake_config(bits: int) -> Any:
+    """torchao's dynamic per-token asymmetric activation quantization: the one definition that step
+    `qat` trains with and a stored `PackedLinear` applies, so the saved variant computes what training saw."""
+    from torchao.quantization.qat import IntxFakeQuantizeConfig
 
     if bits != 8:
         raise ValueError(f"activation quantization supports 8 bits, not {bits}")
-    return IntxFakeQuantizer(IntxFakeQuantizeConfig(torch.int8, "per_token", is_symmetric=False))
+    return IntxFakeQuantizeConfig(torch.int8, "per_token", is_symmetric=False)
+
+
+def activation_fake_quantizer(bits: int) -> Any:
+    """The fake quantizer of `activation_fake_config` (no state: nothing is stored)."""
+    from torchao.quantization.qat import IntxFakeQuantizer
+
+    return IntxFakeQuantizer(activation_fake_config(bits))
 
 
 def from_signed_codes(codes: torch.Tensor, scales: torch.Tensor, bits: int, group_size: int,

@@ -19,7 +19,7 @@ from harness.errors import StepError
 from harness.registries import STEPS
 from harness.steps._base import Step, StepContext
 from harness.steps._training import TrainStepConfig, batcher_for, run_training, training_rows
-from harness.steps.quantize import linear_layers, replace_module
+from harness.steps.quantize import check_group_size, linear_layers, replace_module
 
 STEP = "qat"
 
@@ -43,11 +43,12 @@ def _fake_configs(config: QatConfig, in_features: int) -> tuple[Any, Any]:
     import torch
     from torchao.quantization.qat import IntxFakeQuantizeConfig
 
+    from harness.steps._packed import activation_fake_config
+
     group = in_features if config.group_size == -1 else config.group_size
     weight = IntxFakeQuantizeConfig(torch.int4 if config.bits == 4 else torch.int8, group_size=group,
                                     is_symmetric=True, scale_precision=torch.float16)
-    activation = (IntxFakeQuantizeConfig(torch.int8, "per_token", is_symmetric=False)
-                  if config.activations else None)
+    activation = activation_fake_config(8) if config.activations else None
     return weight, activation
 
 
@@ -93,9 +94,8 @@ class Qat(Step):
             recorded = ctx.record.get("layers") or {n: {} for n in names}
             for name in recorded:
                 linear = model.model.get_submodule(name)
-                group = linear.in_features if config.group_size == -1 else config.group_size
                 replace_module(model.model, name, PackedLinear(
-                    linear.in_features, linear.out_features, config.bits, group, True,
+                    linear.in_features, linear.out_features, config.bits, config.group_size, True,
                     bias=linear.bias is not None, act_bits=8 if config.activations else None))
             ctx.note(f"{len(recorded)} Linear layers rebuilt as {described} packed (QAT)")
             return
@@ -108,11 +108,7 @@ class Qat(Step):
         if not names:
             raise StepError(f"step '{STEP}': no Linear layer in targets {list(self.targets(config))} "
                             f"after ignore {config.ignore}")
-        for name in names:
-            in_features = model.model.get_submodule(name).in_features
-            if config.group_size != -1 and in_features % config.group_size:
-                raise StepError(f"step '{STEP}': group_size {config.group_size} does not divide in_features "
-                                f"{in_features} of '{name}'; use a divisor, -1, or ignore that layer")
+        check_group_size(STEP, model, names, config.group_size)
 
     def _train(self, config: QatConfig, model: Any, names: list[str], batcher: Any, ctx: StepContext) -> None:
         from torchao.quantization.qat import FakeQuantizedLinear

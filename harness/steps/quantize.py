@@ -47,6 +47,17 @@ def linear_layers(model: Any, components: tuple[str, ...], ignore: list[str]) ->
 
 
 
+def check_group_size(step: str, loaded: Any, names: list[str], group_size: int) -> None:
+    """Group-wise weight quantization needs every chosen Linear's in_features split into whole groups."""
+    if group_size == -1:  # per channel: one group per row
+        return
+    for name in names:
+        in_features = loaded.model.get_submodule(name).in_features
+        if in_features % group_size:
+            raise StepError(f"step '{step}': group_size {group_size} does not divide in_features "
+                            f"{in_features} of layer '{name}'; use a divisor of it, -1, or ignore that layer")
+
+
 def replace_module(root: Any, qualified_name: str, module: Any) -> None:
     """Put `module` at `qualified_name` inside `root` (how a step swaps one layer for its quantized form)."""
     parent, _, leaf = qualified_name.rpartition(".")

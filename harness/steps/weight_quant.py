@@ -30,7 +30,7 @@ from harness.errors import StepError
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
 from harness.steps._calibration import CalibrationSpec
-from harness.steps.quantize import linear_layers, replace_module
+from harness.steps.quantize import check_group_size, linear_layers, replace_module
 
 STEP = "weight-quant"
 GROUP_SIZES = (-1, 16, 32, 64, 128)
@@ -211,13 +211,7 @@ def _check(config: WeightQuantConfig, loaded: Any, chosen: list[str]) -> None:
     if config.algorithm != "rtn" and config.calibration is None:
         raise StepError(f"step '{STEP}': algorithm '{config.algorithm}' needs calibration data; add "
                         "`calibration: {dataset: {name: nano-vqa, split: train}, items: 64}` or use algorithm: rtn")
-    if config.group_size == -1:
-        return
-    for name in chosen:
-        in_features = loaded.model.get_submodule(name).in_features
-        if in_features % config.group_size:
-            raise StepError(f"step '{STEP}': group_size {config.group_size} does not divide in_features "
-                            f"{in_features} of layer '{name}'; use a divisor of it, -1, or ignore that layer")
+    check_group_size(STEP, loaded, chosen, config.group_size)
 
 
 @STEPS.register(STEP, "INC weight-only INT4/INT8 (RTN, GPTQ, AWQ) on Linear layers, stored packed")
