@@ -26,23 +26,29 @@ class CalibrationSpec(BaseModel):
     with_answers: bool = Field(True, description="append the reference answer, so answer tokens are calibrated too")
 
 
-def calibration_batches(loaded: Any, spec: CalibrationSpec, step: str, data_dir: Any = None) -> list[dict[str, Any]]:
-    """Processed model inputs (`pixel_values`, `input_ids`, `attention_mask`) for calibration."""
+def step_rows(dataset: DatasetSpec, items: int | None, seed: int, step: str, data_dir: Any,
+              required: tuple[str, ...], purpose: str = "calibration") -> Any:
+    """A step's data rows through `datasets`: loaded, checked for `required` columns and rows, then a
+    seeded shuffle cut to `items` (all rows, unshuffled, when None). Every failure is one StepError."""
     from harness.data.sources import load_split
     from harness.errors import DataError
 
     try:
-        data = load_split(spec.dataset, data_dir)
+        data = load_split(dataset, data_dir)
     except DataError as exc:
-        raise StepError(f"step '{step}': calibration data unavailable: {exc}") from None
-    missing = {"image", "question"} - set(data.column_names)
+        raise StepError(f"step '{step}': {purpose} data unavailable: {exc}") from None
+    missing = [c for c in required if c not in data.column_names]
     if missing:
-        raise StepError(f"step '{step}': calibration dataset '{spec.dataset.name}' lacks columns {sorted(missing)}; "
-                        "give a dataset with 'image' and 'question' (and 'answer')")
+        raise StepError(f"step '{step}': {purpose} dataset '{dataset.name}' lacks column(s) {missing}; "
+                        f"it needs {list(required)}")
     if len(data) == 0:
-        raise StepError(f"step '{step}': calibration dataset '{spec.dataset.name}' "
-                        f"split '{spec.dataset.split}' is empty")
-    rows = data.shuffle(seed=spec.seed).select(range(min(spec.items, len(data))))
+        raise StepError(f"step '{step}': {purpose} dataset '{dataset.name}' split '{dataset.split}' is empty")
+    return data if items is None else data.shuffle(seed=seed).select(range(min(items, len(data))))
+
+
+def calibration_batches(loaded: Any, spec: CalibrationSpec, step: str, data_dir: Any = None) -> list[dict[str, Any]]:
+    """Processed model inputs (`pixel_values`, `input_ids`, `attention_mask`) for calibration."""
+    rows = step_rows(spec.dataset, spec.items, spec.seed, step, data_dir, ("image", "question"))
     batches = []
     for start in range(0, len(rows), spec.batch_size):
         chunk = rows[start:start + spec.batch_size]

@@ -54,23 +54,10 @@ class TrainStepConfig(StepConfig):
 
 def training_rows(config: TrainStepConfig, step: str, data_dir: Path | None) -> Any:
     """The training split through `datasets`, checked for the VQA columns, shuffled and cut."""
-    from harness.data.sources import load_split
-    from harness.errors import DataError
+    from harness.steps._calibration import step_rows
     from harness.training_data import REQUIRED_COLUMNS
 
-    try:
-        data = load_split(config.dataset, data_dir)
-    except DataError as exc:
-        raise StepError(f"step '{step}': training data unavailable: {exc}") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in data.column_names]
-    if missing:
-        raise StepError(f"step '{step}': dataset '{config.dataset.name}' lacks column(s) {missing}; "
-                        f"training needs {list(REQUIRED_COLUMNS)}")
-    if len(data) == 0:
-        raise StepError(f"step '{step}': dataset '{config.dataset.name}' split '{config.dataset.split}' is empty")
-    if config.items is not None:
-        data = data.shuffle(seed=config.seed).select(range(min(config.items, len(data))))
-    return data
+    return step_rows(config.dataset, config.items, config.seed, step, data_dir, REQUIRED_COLUMNS, "training")
 
 
 def batcher_for(loaded: Any, rows: Any, step: str) -> Any:

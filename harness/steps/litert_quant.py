@@ -25,7 +25,7 @@ from harness.errors import StepError, first_line, require
 from harness.exporting import Graph
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
-from harness.steps._calibration import CalibrationSpec
+from harness.steps._calibration import CalibrationSpec, step_rows
 
 Mode = Literal["dynamic-int8", "weight-only-int8", "weight-only-int4", "full-int8"]
 RECIPES = {"dynamic-int8": "dynamic_wi8_afp32", "weight-only-int8": "weight_only_wi8_afp32",
@@ -117,8 +117,6 @@ def _calibration_data(model: Any, config: LitertQuantConfig, folder: Path, manif
     """Signature inputs recorded while the float export generates answers for calibration items."""
     import torch
 
-    from harness.data.sources import load_split
-    from harness.errors import DataError
     from harness.exporting import GENERATION_GRAPHS
     from harness.exporting.litert import Signature, open_interpreter
     from harness.runtimes._loop import LoopSession
@@ -130,14 +128,7 @@ def _calibration_data(model: Any, config: LitertQuantConfig, folder: Path, manif
         raise StepError(f"litert-quant full-int8 calibrates by running the export, which lacks {', '.join(missing)}; "
                         "export all three graphs first")
     spec = config.calibration
-    try:
-        data = load_split(spec.dataset, ctx.data_dir)
-    except DataError as exc:
-        raise StepError(f"step 'litert-quant': calibration data unavailable: {exc}") from None
-    if not {"image", "question"} <= set(data.column_names) or len(data) == 0:
-        raise StepError(f"step 'litert-quant': calibration dataset '{spec.dataset.name}' needs rows with "
-                        "'image' and 'question'")
-    rows = data.shuffle(seed=spec.seed).select(range(min(spec.items, len(data))))
+    rows = step_rows(spec.dataset, spec.items, spec.seed, "litert-quant", ctx.data_dir, ("image", "question"))
     threads = torch.get_num_threads()
     interpreters = {n: open_interpreter(folder / graphs[n], threads) for n in GENERATION_GRAPHS}
     backend = LiteRTBackend(interpreters, manifest["model"])
