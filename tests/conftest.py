@@ -15,33 +15,24 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-TINY_VISION = {"layers": [1, 1, 1], "embed_dims": [8, 16, 32], "layer_scale_init_value": 1.0}
-TINY_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-             "num_attention_heads": 2, "num_key_value_heads": 1}
-
-
 def build_tiny(seed: int = 0, vision_args: dict | None = None, text_args: dict | None = None):
-    """A tiny `fast_vlm` from config with non-trivial weights and BatchNorm statistics."""
+    """The harness's tiny config-built `fast_vlm`, with non-trivial BatchNorm weights and statistics
+    (so reparameterisation and export tests see real folding)."""
     import torch
 
-    from harness.models import nano
-    from harness.models.fastvlm import LoadedModel
+    from harness.training.ddp_check import tiny_model
 
-    processor = nano.build_processor()
-    config = nano.build_config(processor.tokenizer, vision_args={**TINY_VISION, **(vision_args or {})},
-                               text_args={**TINY_TEXT, **(text_args or {})})
-    model = nano.build_model(config, seed=seed)
+    loaded = tiny_model(seed, vision_args, text_args)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for module in model.modules():
+        for module in loaded.model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 n = module.num_features
                 module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
                 module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
                 module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
                 module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-    model.eval()
-    return LoadedModel(model=model, processor=processor, source="tiny")
+    return loaded
 
 
 @pytest.fixture
