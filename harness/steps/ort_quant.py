@@ -73,7 +73,7 @@ class OrtQuant(Step):
         folder = ctx.export_dir("onnx")
         manifest = read_manifest_file(folder)
         wanted = graphs_to_rewrite("ort-quant", "onnx", manifest, graphs_for(self.targets(config)))
-        feeds = _calibration_feeds(model, config, ctx) if config.mode == "static-int8" else {}
+        feeds = _calibration_feeds(model, config, ctx, manifest["model"]) if config.mode == "static-int8" else {}
         suffix = {"dynamic-int8": "int8", "static-int8": "qdq", "int4-weight-only": "q4"}[config.mode]
         renamed = {}
         for graph in wanted:
@@ -142,8 +142,10 @@ class _Reader:
         pass
 
 
-def _calibration_feeds(loaded: Any, config: OrtQuantConfig, ctx: StepContext) -> dict[str, list[dict[str, Any]]]:
-    """Per graph, the inputs the graph sees at inference, computed with the (float) torch model."""
+def _calibration_feeds(loaded: Any, config: OrtQuantConfig, ctx: StepContext,
+                       facts: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per graph, the inputs the graph sees at inference, computed with the (float) torch model;
+    `facts` are the export's model facts (cache layout)."""
     import numpy as np
     import torch
 
@@ -151,16 +153,13 @@ def _calibration_feeds(loaded: Any, config: OrtQuantConfig, ctx: StepContext) ->
     from harness.steps._calibration import calibration_batches
 
     model = loaded.model
-    text = model.config.text_config
-    kv_heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
-    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-    past_names, _ = decoder_names(text.num_hidden_layers)
+    kv_heads, head_dim = int(facts["kv_heads"]), int(facts["head_dim"])
+    past_names, _ = decoder_names(int(facts["num_layers"]))
     feeds: dict[str, list[dict[str, Any]]] = {"vision": [], "decoder": []}
     with torch.inference_mode():
         for batch in calibration_batches(loaded, config.calibration, "ort-quant", ctx.data_dir):
-            pixels = batch["pixel_values"].float()
-            feeds["vision"].append({"pixel_values": pixels.numpy()})
-            features = model.model.get_image_features(pixel_values=pixels.to(loaded.dtype)).pooler_output
+            feeds["vision"].append({"pixel_values": batch["pixel_values"].float().numpy()})  # graphs are fp32
+            features = model.model.get_image_features(pixel_values=batch["pixel_values"]).pooler_output
             ids, mask = batch["input_ids"], batch["attention_mask"]
             embeds = model.get_input_embeddings()(ids)
             image_mask = (ids == model.config.image_token_id).unsqueeze(-1)
