@@ -239,7 +239,7 @@ def fit(model: Any, batcher: Batcher, config: TrainConfig, progress: bool = True
                     optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                value = losses[0] if len(losses) == 1 else sum(losses) / len(losses)
+                value = sum(losses) / len(losses)
                 value = all_mean(value, world)
                 row = {"step": step, "loss": value, "lr": scheduler.get_last_lr()[0]}
                 step += 1
