@@ -213,7 +213,8 @@ def aggregate(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
                                  "steps": result.get("steps", []), "error": result.get("error"),
                                  "traceback": result.get("traceback"),
                                  "notes": result.get("build", {}).get("notes", []),
-                                 "key": result.get("build", {}).get("key"), "runtimes": {}}
+                                 "key": result.get("build", {}).get("key"),
+                                 "training": result.get("build", {}).get("training", []), "runtimes": {}}
         for runtime, measured in result.get("measurements", {}).items():
             if measured.get("status") == "not applicable":
                 entry.setdefault("not_applicable", {})[runtime] = measured.get("reason")

@@ -62,6 +62,24 @@ def test_run_dir_report_and_history(first_run):
     assert rows[0] > 10
 
 
+def test_training_curves_are_drawn_once_whatever_the_runtimes(first_run, tmp_path):
+    import shutil
+
+    _, run_dir = first_run
+    copy = tmp_path / run_dir.name
+    shutil.copytree(run_dir, copy)
+    path = copy / "variants" / "int8-llm" / "result.json"
+    result = json.loads(path.read_text())
+    result["build"]["training"] = [{"step": "qat", "steps": 3, "seconds": 2.0, "tokens_per_s": 50.0,
+                                    "curve": [{"step": i, "loss": 2.0 - i / 2} for i in range(3)]}]
+    result["measurements"]["second-runtime"] = result["measurements"]["torch-eager"]  # two report sections
+    path.write_text(json.dumps(result))
+    finish(copy)
+    html = (copy / "report.html").read_text()
+    assert html.count("Variants on second-runtime") == 1 and html.count("Variants on torch-eager") == 1
+    assert html.count("training: int8-llm (qat, 3 steps") == 1
+
+
 def test_same_recipe_twice_gives_identical_accuracy(first_run):
     recipe, run_dir = first_run
     again = run(recipe, output=run_dir.parent, progress=False)

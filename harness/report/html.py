@@ -86,17 +86,6 @@ def _latency_samples(run_dir: Path, variants: list[dict[str, Any]], runtime: str
     return out
 
 
-def _training_charts(run_dir: Path, variants: list[dict[str, Any]]) -> list[str]:
-    """One chart per training step of each variant (curves recorded in result.json's build info)."""
-    out = []
-    for v in variants:
-        path = run_dir / "variants" / v["name"] / "result.json"
-        if path.exists():
-            out += [charts.training(v["name"], record)
-                    for record in json.loads(path.read_text()).get("build", {}).get("training", [])]
-    return out
-
-
 def _history(run_dir: Path, recipe: str) -> tuple[list[str], str]:
     """Trend charts from the history database; a note instead when it is unusable or too short."""
     import sqlite3
@@ -139,7 +128,6 @@ def _section(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any], r
                          charts.distributions(samples["decode_token_ms"], "decode time per token", "ms")]
     if group_rows:
         other_charts.append(charts.group_accuracy(group_rows))
-    other_charts += _training_charts(run_dir, variants)
     from harness.report.gallery import gallery
 
     return {"runtime": runtime, "standing": {n: standing_text(standing.get(n)) for n in points},
@@ -158,6 +146,8 @@ def render_report(run_dir: Path, summary: dict[str, Any]) -> Path:
     runtimes = sorted({r for v in variants for r in v["runtimes"]}) or ["torch-eager"]
     sections = [_section(run_dir, manifest, summary, runtime) for runtime in runtimes]
     trend_charts, history_note = _history(run_dir, summary["recipe"])
+    # training happens once per variant, whatever runtimes measure it: one chart per training step
+    training_charts = [charts.training(v["name"], record) for v in variants for record in v.get("training", [])]
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["num"] = lambda x, d=2: "–" if x is None else f"{x:.{d}f}"
@@ -166,7 +156,8 @@ def render_report(run_dir: Path, summary: dict[str, Any]) -> Path:
     recipe_text = (run_dir / "recipe.yaml").read_text() if (run_dir / "recipe.yaml").exists() else ""
     html = env.get_template("report.html.j2").render(
         summary=summary, sections=sections, plotly_js=get_plotlyjs(), environment=environment,
-        recipe_text=recipe_text, variants=variants, trend_charts=trend_charts, history_note=history_note)
+        recipe_text=recipe_text, variants=variants, trend_charts=trend_charts, history_note=history_note,
+        training_charts=training_charts)
     out = run_dir / "report.html"
     out.write_text(html, encoding="utf-8")
     return out
