@@ -29,18 +29,12 @@ TEXT_0P5B_LAYERS = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_l
                     "num_attention_heads": 14, "num_key_value_heads": 2}
 
 
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def measure(checkpointing: bool) -> dict:
     """In this (fresh) process: build, train 2 steps, report peak RSS and the step time."""
     import torch
 
     from harness.data.nano_vqa import load_nano_vqa
+    from harness.memprobe import rss_mb
     from harness.models import nano
     from harness.training import TrainConfig, fit
     from harness.training_data import VQABatcher
@@ -49,10 +43,10 @@ def measure(checkpointing: bool) -> dict:
     processor = nano.build_processor()
     model = nano.build_model(nano.build_config(processor.tokenizer, text_args=TEXT_0P5B_LAYERS)).eval()
     batcher = VQABatcher(processor, load_nano_vqa("train").select(range(400)))
-    before = _peak_rss_mb()
+    before = rss_mb()["peak_mb"]
     result = fit(model, batcher, TrainConfig(steps=2, batch_size=16, warmup=1, gradient_checkpointing=checkpointing),
                  progress=False)
-    return {"peak_rss_mb": round(_peak_rss_mb(), 1), "rss_before_training_mb": round(before, 1),
+    return {"peak_rss_mb": round(rss_mb()["peak_mb"], 1), "rss_before_training_mb": round(before, 1),
             "seconds_per_step": round(result.seconds / 2, 2), "tokens_per_step": result.tokens // 2,
             "loss": [r["loss"] for r in result.history]}
 
