@@ -16,8 +16,7 @@ from pathlib import Path
 
 def connect_wal(path: Path, timeout_s: float) -> sqlite3.Connection:
     """A connection in WAL mode with a busy timeout; the WAL switch is retried until `timeout_s`."""
-    conn = sqlite3.connect(str(path), timeout=timeout_s)
-    conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+    conn = sqlite3.connect(str(path), timeout=timeout_s)  # sqlite3 sets SQLite's busy timeout from this
     deadline = time.monotonic() + timeout_s
     pause = 0.005
     while True:
