@@ -265,16 +265,6 @@ def parse_recipe(data: Any, path: Path | None = None, lines: dict[Loc, int] | No
     return Recipe(spec=spec, path=path, variants=variants)
 
 
-def artifact_formats(kinds: list[str]) -> list[str]:
-    """Formats an artifact holds after steps of these kinds (validated recipes only)."""
-    formats = ["torch"]
-    for kind in kinds:
-        produces = STEPS.get(kind).produces
-        if produces not in formats:
-            formats.append(produces)
-    return formats
-
-
 def _check_formats(steps: list[Any], loc: Loc, where: Any) -> list[str]:
     """The artifact's formats after each step; a step whose input format is missing, or a torch
     step after an export (which would leave the export stale), is an error."""

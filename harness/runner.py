@@ -50,7 +50,7 @@ def _payload(recipe: Recipe, variant: Any, run_dir: Path, suites: list[dict[str,
     from harness.paths import cache_dir
 
     return {"base": recipe.spec.base.model_dump(), "steps": variant.steps_as_data(),
-            "runtimes": recipe.spec.runtimes, "variant_runtimes": getattr(variant, "runtimes", None),
+            "runtimes": recipe.spec.runtimes, "variant_runtimes": variant.runtimes, "formats": variant.formats,
             "suites": suites, "seed": recipe.spec.seed,
             "cache_dir": str(cache_dir()), "work_dir": str(run_dir / "variants" / variant.name),
             "recipe_dir": str(recipe.path.parent.resolve()) if recipe.path else None,

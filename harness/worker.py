@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, RuntimeUnavailable
-from harness.recipe import artifact_formats, runtime_plan
+from harness.recipe import runtime_plan
 
 
 def base_identity(reference: str) -> dict[str, Any]:
@@ -101,8 +101,7 @@ def run_variant(payload: dict[str, Any]) -> dict[str, Any]:
     artifact, build_info = build(payload)
     random_weights = payload["base"]["model"].startswith("random:")
     measurements: dict[str, dict[str, Any]] = {}
-    plan = runtime_plan(artifact_formats([s["kind"] for s in payload["steps"]]), payload["runtimes"],
-                        payload.get("variant_runtimes"))
+    plan = runtime_plan(payload["formats"], payload["runtimes"], payload.get("variant_runtimes"))
     for runtime_name in payload["runtimes"]:
         if plan[runtime_name] is not None:  # recorded, shown in the report: never a silent skip
             measurements[runtime_name] = {"status": "not applicable", "reason": plan[runtime_name], "suites": {}}

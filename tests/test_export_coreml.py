@@ -92,7 +92,7 @@ def test_coreml_runtime_is_unavailable_here_and_size_still_measures(exported, tm
     cache = tmp_path / "cache"
     artifact = cache / "variants" / variant_key(base, [EXPORT])
     shutil.copytree(exported[0], artifact)
-    payload = {"base": base, "steps": [EXPORT], "runtimes": ["torch-eager", "coreml"],
+    payload = {"base": base, "steps": [EXPORT], "formats": ["torch", "coreml"], "runtimes": ["torch-eager", "coreml"],
                "suites": [{"name": "size", "kind": "size"}, {"name": "latency", "kind": "latency"}],
                "cache_dir": str(cache), "work_dir": str(tmp_path / "work"), "recipe_dir": None}
     measured = run_variant(payload)["measurements"]

@@ -135,7 +135,7 @@ def test_corrupt_tflite_is_one_line_and_recorded_by_the_worker(exported, tmp_pat
     with pytest.raises(RuntimeBackendError) as err:
         LiteRT().load(artifact)
     assert "decoder.tflite" in str(err.value) and "corrupt" in str(err.value) and "\n" not in str(err.value)
-    payload = {"base": base, "steps": [EXPORT], "runtimes": ["litert"], "suites": [
+    payload = {"base": base, "steps": [EXPORT], "formats": ["torch", "tflite"], "runtimes": ["litert"], "suites": [
         {"name": "size", "kind": "size"}, {"name": "par", "kind": "parity", "limit": 2, "numeric_items": 1}],
         "cache_dir": str(cache), "work_dir": str(tmp_path / "work"), "recipe_dir": None}
     measured = run_variant(payload)["measurements"]["litert"]["suites"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError, MissingExtraError, RuntimeBackendError, RuntimeUnavailable, StepError
-from harness.recipe import artifact_formats, parse_recipe, runtime_plan
+from harness.recipe import parse_recipe, runtime_plan
 
 from . import exports
 from .conftest import build_tiny
@@ -176,7 +176,8 @@ def test_worker_records_not_applicable_unavailable_and_broken_sessions(exported,
     shutil.copytree(exported[0], artifact)
     suites = [{"name": "size", "kind": "size"},
               {"name": "par", "kind": "parity", "limit": 4, "numeric_items": 2, "max_new_tokens": 2}]
-    payload = {"base": base, "steps": [EXPORT], "runtimes": ["torch-eager", "onnxruntime"], "suites": suites,
+    payload = {"base": base, "steps": [EXPORT], "formats": ["torch", "onnx"], "suites": suites,
+               "runtimes": ["torch-eager", "onnxruntime"],
                "cache_dir": str(cache), "work_dir": str(tmp_path / "work"), "recipe_dir": None}
     result = run_variant(payload)
     assert result["measurements"]["torch-eager"]["status"] == "not applicable"
@@ -222,7 +223,8 @@ def test_rewriting_steps_name_the_graphs_an_export_lacks():
 def test_recipe_format_rules():
     ok = recipe("  - {name: base}\n  - {name: q, steps: [{kind: export-onnx}, {kind: ort-quant, mode: static-int8}]}")
     assert ok.variant("q").formats == ["torch", "onnx"] and ok.variant("base").formats == ["torch"]
-    assert artifact_formats(["quantize", "export-onnx", "ort-quant"]) == ["torch", "onnx"]
+    mixed = recipe("  - {name: m, steps: [{kind: quantize}, {kind: export-onnx}, {kind: ort-quant}]}")
+    assert mixed.variant("m").formats == ["torch", "onnx"]
     with pytest.raises(ConfigError, match="add an export to onnx before it"):
         recipe("  - {name: q, steps: [{kind: ort-quant}]}")
     with pytest.raises(ConfigError, match="changes the torch model after it was exported"):
