@@ -40,11 +40,14 @@ class DatasetSpec(BaseModel):
         return f"{self.name}" + (f" (config {', '.join(configs)})" if configs else "") + f", split {self.split}"
 
 
-def data_dirs(extra: list[Path] | None = None) -> list[Path]:
+def _env_dirs() -> list[str]:
+    """The search path as set so far (the environment carries it to variant workers)."""
+    return [p for p in os.environ.get(DATA_ENV, "").split(os.pathsep) if p]
+
+
+def data_dirs() -> list[Path]:
     """Where local copies of hub datasets are looked for, in order."""
-    dirs = list(extra or [])
-    dirs += [Path(p) for p in os.environ.get(DATA_ENV, "").split(os.pathsep) if p]
-    return list(dict.fromkeys(d.expanduser().resolve() for d in dirs))
+    return list(dict.fromkeys(Path(d).expanduser().resolve() for d in _env_dirs()))
 
 
 def use_data_dirs(dirs: list[Path]) -> None:
@@ -52,8 +55,7 @@ def use_data_dirs(dirs: list[Path]) -> None:
     for directory in dirs:
         if not directory.is_dir():
             raise DataError(f"--data-dir '{directory}' is not a directory")
-    current = [p for p in os.environ.get(DATA_ENV, "").split(os.pathsep) if p]
-    os.environ[DATA_ENV] = os.pathsep.join([str(d.resolve()) for d in dirs] + current)
+    os.environ[DATA_ENV] = os.pathsep.join([str(d.resolve()) for d in dirs] + _env_dirs())
 
 
 def append_data_dirs(dirs: list[str], base: Path) -> None:
@@ -62,8 +64,7 @@ def append_data_dirs(dirs: list[str], base: Path) -> None:
     for directory in resolved:
         if not directory.is_dir():
             raise DataError(f"recipe data_dirs: '{directory}' is not a directory")
-    current = [p for p in os.environ.get(DATA_ENV, "").split(os.pathsep) if p]
-    os.environ[DATA_ENV] = os.pathsep.join(list(dict.fromkeys(current + [str(d) for d in resolved])))
+    os.environ[DATA_ENV] = os.pathsep.join(dict.fromkeys(_env_dirs() + [str(d) for d in resolved]))
 
 
 def hub_cache() -> str:
@@ -72,21 +73,21 @@ def hub_cache() -> str:
     return str(datasets.config.HF_DATASETS_CACHE)
 
 
-def load_split(spec: DatasetSpec, base_dir: Path | None = None, extra_dirs: list[Path] | None = None) -> Any:
+def load_split(spec: DatasetSpec, base_dir: Path | None = None) -> Any:
     """The split `spec` names, with its filter applied; configs concatenated."""
     import datasets
 
     if spec.configs and spec.config:
         raise DataError(f"dataset {spec.name}: give config or configs, not both")
-    local = _local_copy(spec, extra_dirs)
+    local = _local_copy(spec)
     if local is not None:
         data = local
     elif not spec.configs:
-        data = _load_one(spec, spec.config, base_dir, extra_dirs)
+        data = _load_one(spec, spec.config, base_dir)
     else:
         parts = []
         for config in spec.configs:
-            part = _load_one(spec, config, base_dir, extra_dirs)
+            part = _load_one(spec, config, base_dir)
             parts.append(part.add_column(CONFIG_COLUMN, [config] * len(part)))
         try:
             data = datasets.concatenate_datasets(parts)
@@ -109,7 +110,7 @@ def _filtered(data: Any, spec: DatasetSpec) -> Any:
                        input_columns=columns)
 
 
-def _local_copy(spec: DatasetSpec, extra_dirs: list[Path] | None) -> Any:
+def _local_copy(spec: DatasetSpec) -> Any:
     """A hub id's local copy from the first data dir holding it, or None.
 
     The files of every config are found with `datasets`' own split patterns (`<split>-*.parquet`,
@@ -121,7 +122,7 @@ def _local_copy(spec: DatasetSpec, extra_dirs: list[Path] | None) -> Any:
     if spec.name == "nano-vqa" or Path(spec.name).expanduser().exists():
         return None
     configs = spec.configs or [spec.config]
-    for directory in data_dirs(extra_dirs):
+    for directory in data_dirs():
         folders = [directory / spec.name / (c or "") for c in configs]
         if not folders[0].is_dir():
             continue
@@ -161,7 +162,7 @@ def _file_labels(owners: list[tuple[str | None, str]]) -> list[str | None]:
     return labels
 
 
-def _load_one(spec: DatasetSpec, config: str | None, base_dir: Path | None, extra_dirs: list[Path] | None) -> Any:
+def _load_one(spec: DatasetSpec, config: str | None, base_dir: Path | None) -> Any:
     import datasets
 
     if spec.name == "nano-vqa":
@@ -181,7 +182,7 @@ def _load_one(spec: DatasetSpec, config: str | None, base_dir: Path | None, extr
                                                          split=spec.split))
     if path.is_dir():
         return _call(spec, lambda: datasets.load_dataset(str(path), config, split=spec.split))
-    dirs = data_dirs(extra_dirs)
+    dirs = data_dirs()
     return _call(spec, lambda: datasets.load_dataset(spec.name, config, split=spec.split), dirs, config)
 
 

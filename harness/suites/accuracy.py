@@ -80,9 +80,7 @@ def _columns_wanted(config: AccuracyConfig, template: str | None, columns: list[
     uses_question = template is None or "question" in _items.template_variables(template)
     if uses_question:
         needed.append(config.question_column)
-    if config.image_path is None:
-        image = config.image_column or "image"
-        needed += [image] if isinstance(image, str) else image
+    needed += image_columns(config)
     for source in (template, config.image_path):
         if source:
             needed += sorted(_items.template_variables(source) - {"question", "choices"})
