@@ -195,8 +195,10 @@ class Size:
     needs_session = False
 
     def run(self, config: SizeConfig, ctx: SuiteContext) -> dict[str, Any]:
+        from harness.exporting import EXPORTS
+
         exports = _export_rows(ctx.artifact)
-        files = sorted(p for p in ctx.artifact.rglob("*") if p.is_file() and "exports" not in
+        files = sorted(p for p in ctx.artifact.rglob("*") if p.is_file() and EXPORTS not in
                        p.relative_to(ctx.artifact).parts[:1])
         torch_rows = [{"file": str(p.relative_to(ctx.artifact)), "bytes": p.stat().st_size,
                        "category": categorize(p), "format": "torch"} for p in files]
