@@ -145,3 +145,33 @@ def test_nano_coreml_export_validates(nano_dir, tmp_path):
     assert specs["vision"]["inputs"]["pixel_values"] == [1, 3, 48, 48]
     assert specs["decoder"]["ops"]["linear"] > 0
     assert ctx.records[-1]["report"]["decoder"]["bytes_after"] < ctx.records[-1]["report"]["decoder"]["bytes_before"]
+
+
+def test_backend_feeds_the_stateless_decoder_a_causal_mask_and_positions():
+    """The Core ML backend's own logic (prediction itself needs macOS): every decoder call gets the
+    full static length, a causal mask of the export's mask value, and the logits of the last real token."""
+    import numpy as np
+
+    from harness.runtimes.coreml import CoremlBackend
+
+    seen = []
+
+    class Decoder:
+        def predict(self, feeds):
+            seen.append(feeds)
+            logits = np.zeros((1, 4, 3), np.float32)
+            logits[0, :, 0] = np.arange(4)  # logit 0 = position, so the chosen row is visible
+            return {"logits": logits}
+
+    backend = CoremlBackend({"decoder": Decoder()}, {"sequence_length": 4, "mask_value": -30.0})
+    embeds = np.ones((1, 3, 2), np.float32)
+    logits, past = backend.prefill(embeds, np.array([[0, 1, 1]]), None)
+    assert logits[0, 0] == 1 and past[0].shape == (2, 2)  # two real tokens: the last is position 1
+    logits, past = backend.decode(embeds[:, :1], None, None, past)
+    assert logits[0, 0] == 2 and past[0].shape == (3, 2)
+    for feeds in seen:
+        assert feeds["embeddings"].shape == (1, 4, 2) and feeds["position_ids"].tolist() == [[0, 1, 2, 3]]
+        assert feeds["mask"].shape == (1, 1, 4, 4) and feeds["mask"][0, 0, 0, 1] == -30.0
+        assert feeds["mask"][0, 0, 3, 3] == 0 and feeds["mask"][0, 0, 3, 0] == 0
+    with pytest.raises(RuntimeBackendError, match="re-export with a larger sequence_length"):
+        backend.decode(np.ones((1, 2, 2), np.float32), None, None, [np.ones((4, 2), np.float32)])

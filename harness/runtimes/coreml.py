@@ -30,9 +30,14 @@ class CoremlBackend:
     """The `_loop` backend protocol over three MLModels (macOS only)."""
 
     def __init__(self, models: dict[str, Any], facts: dict[str, Any]) -> None:
+        import numpy as np
+
         self.models = models
         self.length = int(facts["sequence_length"])
         self.mask_value = float(facts["mask_value"])
+        # the stateless decoder always sees the full static length: causal mask and positions are fixed
+        self.causal_mask = np.triu(np.full((self.length, self.length), self.mask_value, np.float32), 1)[None, None]
+        self.positions = np.arange(self.length, dtype=np.int32)[None]
 
     def encode(self, pixel_values: Any) -> Any:
         import numpy as np
@@ -64,9 +69,8 @@ class CoremlBackend:
                                       "re-export with a larger sequence_length")
         embeds = np.zeros((1, self.length, sequence.shape[1]), np.float32)
         embeds[0, :used] = sequence
-        mask = np.triu(np.full((self.length, self.length), self.mask_value, np.float32), 1)[None, None]
-        out = self.models["decoder"].predict({"embeddings": embeds, "mask": mask,
-                                              "position_ids": np.arange(self.length, dtype=np.int32)[None]})
+        out = self.models["decoder"].predict({"embeddings": embeds, "mask": self.causal_mask,
+                                              "position_ids": self.positions})
         return np.asarray(out["logits"], dtype=np.float32)[0, used - 1]
 
     def prefill(self, embeds: Any, mask: Any, positions: Any) -> tuple[Any, list[Any]]:
