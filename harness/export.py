@@ -18,29 +18,27 @@ FORMATS = ("csv", "parquet")
 def rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     from harness.store import flatten
 
-    out = [{"run_id": summary["run_id"], "recipe": summary["recipe"], "variant": variant, "runtime": runtime,
-            "metric": metric, "value": value, "ci_low": low, "ci_high": high}
+    def row(variant: str, runtime: str, metric: str, value: Any, ci: Any) -> dict[str, Any]:
+        low, high = (ci or [None, None])[:2]
+        return {"run_id": summary["run_id"], "recipe": summary["recipe"], "variant": variant, "runtime": runtime,
+                "metric": metric, "value": value, "ci_low": low, "ci_high": high}
+
+    out = [row(variant, runtime, metric, value, [low, high])
            for variant, runtime, metric, value, low, high in flatten(summary)]
     for variant in summary["variants"]:
+        name = variant["name"]
         for runtime, data in variant["runtimes"].items():
             for suite, acc in data.get("accuracy", {}).items():
-                extra = {f"corpus.{k}": v for k, v in (acc.get("corpus") or {}).items()}
-                extra |= {k: acc.get(k) for k in ("failed_items", "mean_diff") if acc.get(k) is not None}
-                for name, value in extra.items():  # POPE F1, MME acc+, CIDEr...; failed item count
-                    if isinstance(value, (int, float)) and not isinstance(value, bool):
-                        low, high = (acc.get("mean_diff_ci") or [None, None])[:2] if name == "mean_diff" \
-                            else (None, None)
-                        out.append({"run_id": summary["run_id"], "recipe": summary["recipe"],
-                                    "variant": variant["name"], "runtime": runtime, "metric": f"{suite}.{name}",
-                                    "value": float(value), "ci_low": low, "ci_high": high})
-                for group, result in acc.get("groups", {}).items():
-                    low, high = (result.get("ci") or [None, None])[:2]
-                    out.append({"run_id": summary["run_id"], "recipe": summary["recipe"], "variant": variant["name"],
-                                "runtime": runtime, "metric": f"{suite}.{group}.score", "value": result["score"],
-                                "ci_low": low, "ci_high": high})
+                # POPE F1, MME acc+, CIDEr...; failed item count; mean paired change of graded metrics
+                extra = [(f"corpus.{k}", v, None) for k, v in (acc.get("corpus") or {}).items()]
+                extra += [("failed_items", acc.get("failed_items"), None),
+                          ("mean_diff", acc.get("mean_diff"), acc.get("mean_diff_ci"))]
+                out += [row(name, runtime, f"{suite}.{metric}", float(value), ci) for metric, value, ci in extra
+                        if isinstance(value, (int, float)) and not isinstance(value, bool)]
+                out += [row(name, runtime, f"{suite}.{group}.score", result["score"], result.get("ci"))
+                        for group, result in acc.get("groups", {}).items()]
         if variant["status"] != "ok":
-            out.append({"run_id": summary["run_id"], "recipe": summary["recipe"], "variant": variant["name"],
-                        "runtime": "-", "metric": "failed", "value": 1.0, "ci_low": None, "ci_high": None})
+            out.append(row(name, "-", "failed", 1.0, None))
     return out
 
 
