@@ -36,42 +36,35 @@ def is_binary(data: dict[str, Any]) -> bool:
 
 
 def paired(base_items: list[dict], items: list[dict], binary: bool = True) -> dict[str, Any]:
-    """Retention, McNemar and answer agreement on the items both runs answered.
+    """Retention, a paired test and answer agreement on the items both runs answered, overall and per group.
 
-    Graded scores (binary False) get a paired bootstrap of the ratio and mean difference and a
-    Wilcoxon signed-rank test instead: thresholding them at 1 would call 0.9 VQA accuracy wrong."""
+    0/1 scores get a bootstrap retention CI and an exact McNemar test. Graded scores (binary False)
+    get a paired bootstrap of the ratio and mean difference and a Wilcoxon signed-rank test instead:
+    thresholding them at 1 would call 0.9 VQA accuracy wrong."""
     base_by_id = {it["id"]: it for it in base_items}
     pairs = [(base_by_id[it["id"]], it) for it in items if it["id"] in base_by_id]
     if not pairs:
         return {"n_paired": 0}
+    agreement = sum((b.get("prediction") or "").strip().lower() == (v.get("prediction") or "").strip().lower()
+                    for b, v in pairs)
+    by_group: dict[str, Any] = {}
+    for group in sorted({str(v.get("group")) for _, v in pairs if v.get("group") is not None}):
+        chosen = [(b, v) for b, v in pairs if str(v.get("group")) == group]
+        compared = _compare(chosen, binary)
+        by_group[group] = {"retention": compared["retention"], "retention_ci": compared["retention_ci"],
+                           "n": len(chosen)}
+    return {"n_paired": len(pairs), **_compare(pairs, binary), "agreement": agreement / len(pairs),
+            "group_retention": by_group}
+
+
+def _compare(pairs: list[tuple[dict, dict]], binary: bool) -> dict[str, Any]:
+    """Retention with its CI plus the test that suits the scores (see `paired`)."""
     if not binary:
-        return _paired_graded(pairs)
+        return paired_scores([float(b["score"]) for b, _ in pairs], [float(v["score"]) for _, v in pairs])
     base_ok = [b["score"] >= 1.0 for b, _ in pairs]
     ok = [v["score"] >= 1.0 for _, v in pairs]
     point, low, high = retention_ci(base_ok, ok)
-    agreement = sum((b.get("prediction") or "").strip().lower() == (v.get("prediction") or "").strip().lower()
-                    for b, v in pairs)
-    by_group: dict[str, Any] = {}
-    for group in sorted({str(v.get("group")) for _, v in pairs if v.get("group") is not None}):
-        chosen = [(b["score"] >= 1.0, v["score"] >= 1.0) for b, v in pairs if str(v.get("group")) == group]
-        g_point, g_low, g_high = retention_ci([b for b, _ in chosen], [v for _, v in chosen])
-        by_group[group] = {"retention": g_point, "retention_ci": [g_low, g_high], "n": len(chosen)}
-    return {"n_paired": len(pairs), "retention": point, "retention_ci": [low, high],
-            "mcnemar": mcnemar_exact(base_ok, ok), "agreement": agreement / len(pairs),
-            "group_retention": by_group}
-
-
-def _paired_graded(pairs: list[tuple[dict, dict]]) -> dict[str, Any]:
-    base, new = [float(b["score"]) for b, _ in pairs], [float(v["score"]) for _, v in pairs]
-    agreement = sum((b.get("prediction") or "").strip().lower() == (v.get("prediction") or "").strip().lower()
-                    for b, v in pairs)
-    by_group: dict[str, Any] = {}
-    for group in sorted({str(v.get("group")) for _, v in pairs if v.get("group") is not None}):
-        chosen = [(float(b["score"]), float(v["score"])) for b, v in pairs if str(v.get("group")) == group]
-        stats = paired_scores([b for b, _ in chosen], [v for _, v in chosen])
-        by_group[group] = {"retention": stats["retention"], "retention_ci": stats["retention_ci"], "n": len(chosen)}
-    return {"n_paired": len(pairs), **paired_scores(base, new), "agreement": agreement / len(pairs),
-            "group_retention": by_group}
+    return {"retention": point, "retention_ci": [low, high], "mcnemar": mcnemar_exact(base_ok, ok)}
 
 
 def _noise_interval(data: dict[str, Any], metric: str) -> list[float]:
