@@ -114,12 +114,13 @@ def test_every_shipped_suite_paired_against_the_base(tmp_path, data_dir, nano_di
 def test_prompts_follow_the_suite_and_nano_vqa_is_unchanged(with_data):
     from harness.suites._items import pick_prompt
     from harness.suites._spec import load_suite
-    from harness.suites.accuracy import prepare, select
+    from harness.suites.accuracy import ImageSource, image_columns, prepare, select
 
     config = load_suite("scienceqa-img")
     from harness.data.sources import load_split
 
-    items = prepare(config, select(config, load_split(config.dataset)), "fast_vlm", check_images=True)
+    data = select(config, load_split(config.dataset))
+    items = prepare(config, data, "fast_vlm", ImageSource(data, image_columns(config), None))
     with_hint = next(it for it in items if "Context:" in it.prompt)
     assert with_hint.prompt.startswith("Context: a square on black\nwhich colour is the square ?\nA. red\nB. green")
     assert not any(it.prompt.startswith("Context:") for it in items if it.group == "language science")

@@ -94,9 +94,11 @@ def _columns_wanted(config: AccuracyConfig, template: str | None, columns: list[
                             f"(columns: {', '.join(columns)})")
 
 
-def prepare(config: AccuracyConfig, dataset: Any, family: str | None = None, check_images: bool = False,
-            image_root: Path | None = None) -> list[_items.Prepared]:
-    """Rows → items; bad rows raise (policy fail) or come back marked failed (policy record)."""
+def prepare(config: AccuracyConfig, dataset: Any, family: str | None = None,
+            images: ImageSource | None = None) -> list[_items.Prepared]:
+    """Rows → items; bad rows raise (policy fail) or come back marked failed (policy record).
+    With `images` (the items' image source) every image is checked too: scoring alone needs none."""
+    check_images = images is not None
     metric = METRICS.get(config.metric)()
     template = _items.pick_prompt(config.prompt, family)
     columns = dataset.column_names
@@ -133,8 +135,8 @@ def prepare(config: AccuracyConfig, dataset: Any, family: str | None = None, che
         except (ValueError, DataError) as exc:
             _bad(config, item, field, exc)
         out.append(item)
-    if check_images:
-        _check_images(config, out, ImageSource(dataset, image_columns(config), image_root), image_root)
+    if images is not None:
+        _check_images(config, out, images)
     return out
 
 
@@ -184,8 +186,7 @@ def _first(values: list[Any]) -> Any:
     return None
 
 
-def _check_images(config: AccuracyConfig, items: list[_items.Prepared], source: ImageSource,
-                  root: Path | None) -> None:
+def _check_images(config: AccuracyConfig, items: list[_items.Prepared], source: ImageSource) -> None:
     """Decode every image once before any generation; keep a content digest for the response cache."""
     from harness.response_cache import image_hash
 
@@ -195,7 +196,7 @@ def _check_images(config: AccuracyConfig, items: list[_items.Prepared], source: 
         chunk = todo[begin:begin + 64]
         for item, value in zip(chunk, source.raw(chunk)):
             try:
-                _items.check_image(value, root)
+                _items.check_image(value, source.root)
             except ValueError as exc:
                 _bad(config, item, field, exc)
                 continue
@@ -217,11 +218,10 @@ def _undecoded(dataset: Any, columns: list[str]) -> Any:
     return dataset
 
 
-def predict(session: Any, items: list[_items.Prepared], config: AccuracyConfig, cache: Any = None,
-            images: ImageSource | None = None) -> list[str]:
+def predict(session: Any, items: list[_items.Prepared], config: AccuracyConfig, images: ImageSource,
+            cache: Any = None) -> list[str]:
     """Greedy answers for the valid items, in batches; the response cache (if any) is consulted first."""
     settings = {"max_new_tokens": config.new_tokens()}
-    assert images is not None
 
     def generate(indices: list[int]) -> tuple[list[str], list[list[int]]]:
         chosen = [items[i] for i in indices]
@@ -338,14 +338,14 @@ class Accuracy:
         dataset = select(config, load_split(config.dataset, ctx.recipe_dir))
         image_root = resolve_image_root(config, ctx.recipe_dir)
         family = model_family(ctx.artifact)
-        prepared = prepare(config, dataset, family, check_images=True, image_root=image_root)
+        images = ImageSource(dataset, image_columns(config), image_root)
+        prepared = prepare(config, dataset, family, images)
         valid = [i for i, it in enumerate(prepared) if not it.failed]
         start = time.perf_counter()
         from harness.response_cache import for_suite
 
         cache = for_suite(ctx, config.name, config.version)
-        images = ImageSource(dataset, image_columns(config), image_root)
-        answers = predict(ctx.session(), [prepared[i] for i in valid], config, cache, images) if valid else []
+        answers = predict(ctx.session(), [prepared[i] for i in valid], config, images, cache) if valid else []
         result = score_prepared(config, prepared, dict(zip(valid, answers)))
         metric = METRICS.get(config.metric)()
         result |= {"binary": metric.binary, "failed_items": len(prepared) - len(valid),
@@ -360,8 +360,9 @@ def evaluate_exact_match(session: Any, dataset: Any, batch_size: int = 32) -> di
     """Exact match overall and per kind (the nano build's own check)."""
     config = AccuracyConfig(name="nano-vqa", dataset=DatasetSpec(name="nano-vqa"), batch_size=batch_size,
                             max_new_tokens=4, group_by="kind")
-    prepared = prepare(config, dataset, check_images=True)
-    answers = predict(session, prepared, config, images=ImageSource(dataset, image_columns(config), None))
+    images = ImageSource(dataset, image_columns(config), None)
+    prepared = prepare(config, dataset, images=images)
+    answers = predict(session, prepared, config, images)
     result = score_prepared(config, prepared, dict(enumerate(answers)))
     return {"exact_match": result["score"], "ci": result["ci"], "n": result["n"],
             "per_kind": {k: v["score"] for k, v in result["groups"].items()}}
