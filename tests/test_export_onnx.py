@@ -220,6 +220,16 @@ def test_rewriting_steps_name_the_graphs_an_export_lacks():
         graphs_to_rewrite("litert-quant", "tflite", {}, None)
 
 
+def test_a_converter_failure_is_one_line_naming_step_tool_and_graph():
+    from harness.exporting import converting
+
+    expected = r"^export-onnx: torch.onnx.export cannot convert the decoder graph: RuntimeError: first line$"
+    with pytest.raises(StepError, match=expected), converting("export-onnx", "torch.onnx.export", "decoder"):
+        raise RuntimeError("first line\n  a page of tracer output")
+    with pytest.raises(StepError, match="^already one line$"), converting("export-tflite", "litert-torch", "vision"):
+        raise StepError("already one line")
+
+
 def test_recipe_format_rules():
     ok = recipe("  - {name: base}\n  - {name: q, steps: [{kind: export-onnx}, {kind: ort-quant, mode: static-int8}]}")
     assert ok.variant("q").formats == ["torch", "onnx"] and ok.variant("base").formats == ["torch"]

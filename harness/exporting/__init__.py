@@ -9,11 +9,13 @@ and bytes, the export settings, the graphs by name, and the steps that rewrote t
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from harness.errors import RuntimeBackendError, StepError
+from harness.errors import RuntimeBackendError, StepError, first_line
 
 EXPORTS = "exports"
 EXPORT_MANIFEST = "export.json"
@@ -36,6 +38,19 @@ def check_exportable(loaded: Any, step: str, quant_step: str) -> None:
     if odd:
         raise StepError(f"{step} cannot express torch-quantized tensors (e.g. '{odd[0]}'); export the float model "
                         f"and compress the exported graphs with a {quant_step} step instead")
+
+
+@contextlib.contextmanager
+def converting(step: str, tool: str, graph: str) -> Iterator[None]:
+    """Around one graph's conversion: the converter's many untyped failures become one StepError line
+    naming the step, the tool and the graph (a StepError raised inside passes through)."""
+    try:
+        yield
+    except StepError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tracers, MIL and MLIR lowering raise many untyped errors
+        raise StepError(f"{step}: {tool} cannot convert the {graph} graph: "
+                        f"{type(exc).__name__}: {first_line(exc)}") from exc
 
 
 def float_model(loaded: Any) -> Any:

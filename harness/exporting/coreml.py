@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import RuntimeBackendError, StepError, first_line
-from harness.exporting import check_exportable, float_model, model_facts
+from harness.exporting import check_exportable, converting, float_model, model_facts
 
 MASK_VALUE = -1e4
 IO = {"vision": (["pixel_values"], ["features"]), "embed": (["token_ids"], ["embeddings"]),
@@ -47,14 +47,8 @@ def export_model(loaded: Any, folder: Path, components: list[str], sequence_leng
     for name in components:
         path = folder / f"{name}.mlpackage"
         start = time.perf_counter()
-        try:
+        with converting("export-coreml", "coremltools", name):
             mlmodel = _convert(name, model, facts, precision, target)
-        except StepError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - tracing and MIL conversion raise many untyped errors
-            first = first_line(exc)
-            raise StepError(f"export-coreml: coremltools cannot convert the {name} graph: "
-                            f"{type(exc).__name__}: {first}") from exc
         mlmodel.save(str(path))
         seconds[name] = round(time.perf_counter() - start, 2)
         specs[name] = validate_spec(path, name)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import RuntimeBackendError, StepError, first_line
-from harness.exporting import check_exportable, float_model, model_facts
+from harness.exporting import check_exportable, converting, float_model, model_facts
 
 #: Additive mask value for positions a query must not see (exported in the manifest).
 MASK_VALUE = -1e4
@@ -53,16 +53,9 @@ def export_model(loaded: Any, folder: Path, components: list[str], prefill_lengt
     for name in components:
         path = folder / f"{name}.tflite"
         start = time.perf_counter()
-        try:
-            with torch.no_grad():
-                converter = build[name](model, facts)
-                converter.convert(strict_export=False).export(str(path))
-        except StepError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - torch.export / the MLIR lowering raise many untyped errors
-            first = first_line(exc)
-            raise StepError(f"export-tflite: litert-torch cannot convert the {name} graph: "
-                            f"{type(exc).__name__}: {first}") from exc
+        with converting("export-tflite", "litert-torch", name), torch.no_grad():
+            converter = build[name](model, facts)
+            converter.convert(strict_export=False).export(str(path))
         seconds[name] = round(time.perf_counter() - start, 2)
         graphs[name] = path.name
     return {"graphs": graphs, "model": facts, "seconds": seconds}

@@ -20,8 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.errors import StepError, first_line
-from harness.exporting import check_exportable, float_model, model_facts
+from harness.exporting import check_exportable, converting, float_model, model_facts
 
 
 def export_model(loaded: Any, folder: Path, components: list[str], opset: int = 17,
@@ -41,13 +40,8 @@ def export_model(loaded: Any, folder: Path, components: list[str], opset: int = 
         with torch.no_grad():
             for name in components:
                 path = folder / f"{name}.onnx"
-                try:
+                with converting("export-onnx", "torch.onnx.export", name):
                     export[name](model, path, opset, facts)
-                except StepError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - the exporter's errors are many and untyped
-                    first = first_line(exc)
-                    raise StepError(f"export-onnx: the {name} graph cannot be exported: {first}") from exc
                 finalize(path, external_data_mb)
                 graphs[name] = path.name
     finally:
