@@ -36,12 +36,12 @@ def run(recipe: Path, output: Path) -> Path:
 
 
 def standings(run_dir: Path) -> dict[str, str]:
-    from harness.gate import load_summary
-    from harness.pareto import standings as compute
-    from harness.report.html import OBJECTIVES, points_of, standing_text
+    from harness.report.html import objectives, points_of, standing_text
+    from harness.results.gate import load_summary
+    from harness.results.pareto import standings as compute
 
     points = points_of(load_summary(run_dir)["variants"], "torch-eager")
-    return {name: standing_text(s) for name, s in compute(points, OBJECTIVES).items()}
+    return {name: standing_text(s) for name, s in compute(points, objectives()).items()}
 
 
 def main() -> None:

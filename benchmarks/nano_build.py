@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    from harness.models.nano import train_nano
+    from harness.training.nano import train_nano
 
     with tempfile.TemporaryDirectory() as tmp:
         report = train_nano(Path(tmp) / "nano", progress=False)

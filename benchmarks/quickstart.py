@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    from harness.models.nano import ensure_nano
+    from harness.training.nano import ensure_nano
 
     ensure_nano(progress=False)  # the goal is stated for an already-built nano
     start = time.perf_counter()

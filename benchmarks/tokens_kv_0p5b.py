@@ -60,7 +60,7 @@ def main() -> None:
     full = {"visual_tokens": model.visual_tokens, "prompt": model.prepare(image, question)["input_ids"].shape[1]}
     apply_step({"kind": "token-merge", "method": "avg-pool", "factor": 2}, model, StepContext())
     pooled = {"visual_tokens": model.visual_tokens, "prompt": model.prepare(image, question)["input_ids"].shape[1]}
-    llm, head = model.model.model.language_model, model.model.lm_head
+    llm, head = model.llm, model.lm_head
     config = model.model.config.text_config
     hidden = config.hidden_size
     prefill_ms: dict[str, list[float]] = {"full": [], "pooled": []}

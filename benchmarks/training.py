@@ -34,10 +34,10 @@ def measure(checkpointing: bool) -> dict:
     import torch
 
     from harness.data.nano_vqa import load_nano_vqa
-    from harness.memprobe import rss_mb
     from harness.models import nano
+    from harness.suites._memprobe import rss_mb
     from harness.training import TrainConfig, fit
-    from harness.training_data import VQABatcher
+    from harness.training.batches import VQABatcher
 
     torch.set_num_threads(1)
     processor = nano.build_processor()

@@ -42,7 +42,7 @@ def tiny():
 
 @pytest.fixture(scope="session")
 def nano_dir() -> Path:
-    from harness.models.nano import ensure_nano
+    from harness.training.nano import ensure_nano
 
     return ensure_nano(progress=False)
 
@@ -62,7 +62,7 @@ def images(test_items):
 @pytest.fixture(scope="session")
 def first_run(tmp_path_factory, nano_dir):
     """One real run of a four-variant recipe (one crashes on purpose), shared by the tests that read runs."""
-    from harness.runner import run
+    from harness.run.runner import run
 
     from .runs import VARIANTS, make_recipe
 

@@ -15,7 +15,7 @@ def build_artifact(path: Path, steps: list[dict], export: dict, loaded: Any = No
     """Exports staged inside the artifact, as in a worker build. With `staging_from`, start from
     that artifact's export (its `export` step counted as already applied) instead of converting
     again: conversion is the slow part of these tests."""
-    from harness.artifacts import save_variant
+    from harness.build.artifact import save_variant
     from harness.steps._base import StepContext, apply_step
 
     loaded = loaded or build_tiny()

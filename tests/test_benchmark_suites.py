@@ -35,7 +35,7 @@ def _run_all(root: Path, data_dir: Path, variants: str) -> tuple[Path, dict[str,
     """ONE `harness run` of a recipe with every shipped benchmark suite on the nano reference."""
     import os
 
-    from harness.runner import run
+    from harness.run.runner import run
 
     recipe = root / "benchmarks.yaml"
     recipe.write_text(f"name: benchmarks\nbase: nano\nbaseline: base\nsuites: [{', '.join(SHIPPED)}]\n"
@@ -81,7 +81,7 @@ def _check_suites(run_dir: Path, summary: dict[str, Any], variant: str) -> dict[
 
 
 def test_every_shipped_suite_runs_end_to_end_on_nano(tmp_path, data_dir, nano_dir):
-    from harness.export import export
+    from harness.results.table import export
 
     run_dir, summary = _run_all(tmp_path, data_dir, "- name: base\n  steps: []\n")
     _check_suites(run_dir, summary, "base")
@@ -96,7 +96,7 @@ def test_every_shipped_suite_runs_end_to_end_on_nano(tmp_path, data_dir, nano_di
 @pytest.mark.slow
 def test_every_shipped_suite_paired_against_the_base(tmp_path, data_dir, nano_dir):
     """The complete variant: a compressed variant scored against the base item by item on every suite."""
-    from harness.export import export
+    from harness.results.table import export
 
     variants = "- name: base\n  steps: []\n- name: int8\n  steps: [{kind: quantize, method: dynamic-int8, " \
                "targets: [llm]}]\n"
@@ -112,8 +112,8 @@ def test_every_shipped_suite_paired_against_the_base(tmp_path, data_dir, nano_di
 
 
 def test_prompts_follow_the_suite_and_nano_vqa_is_unchanged(with_data):
+    from harness.spec.suite_files import load_suite
     from harness.suites._items import pick_prompt
-    from harness.suites._spec import load_suite
     from harness.suites.accuracy import ImageSource, image_columns, prepare, select
 
     config = load_suite("scienceqa-img")
@@ -139,7 +139,7 @@ def test_prompts_follow_the_suite_and_nano_vqa_is_unchanged(with_data):
 
 
 def test_include_merges_and_cycles_fail(tmp_path):
-    from harness.suites._spec import available, load_suite
+    from harness.spec.suite_files import available, load_suite
 
     suites = tmp_path / "suites"
     (suites / "_shared").mkdir(parents=True)
@@ -167,7 +167,7 @@ def test_include_merges_and_cycles_fail(tmp_path):
 
 def test_lite_subset_is_seeded_and_stratified(with_data):
     from harness.data.sources import load_split
-    from harness.suites._spec import load_suite
+    from harness.spec.suite_files import load_suite
     from harness.suites.accuracy import select
 
     base = load_suite("vqav2")
@@ -270,7 +270,7 @@ def test_data_dir_option_sets_the_search_path(with_data, tmp_path, monkeypatch):
     (tmp_path / "recipe-data").mkdir()
     append_data_dirs(["recipe-data"], tmp_path)  # a recipe's data_dirs: relative to it, searched last
     assert data_dirs()[-1] == (tmp_path / "recipe-data").resolve() and data_dirs()[0] == tmp_path.resolve()
-    from harness.recipe import RecipeSpec
+    from harness.spec.recipe import RecipeSpec
 
     assert RecipeSpec.model_validate({"name": "r", "data_dirs": ["recipe-data"]}).data_dirs == ["recipe-data"]
 

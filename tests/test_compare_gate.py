@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.compare import IMPROVEMENT, NEW, NOT_COMPARABLE, REGRESSION, SAME, compare_runs
 from harness.errors import RunDirError
-from harness.gate import gate
-from harness.runner import finish, run
+from harness.results.compare import IMPROVEMENT, NEW, NOT_COMPARABLE, REGRESSION, SAME, compare_runs
+from harness.results.gate import gate
+from harness.run.runner import finish, run
 
 from .runs import make_recipe
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from harness.runner import run
+from harness.run.runner import run
 
 from .runs import make_recipe
 

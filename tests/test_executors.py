@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from harness.executors import run_isolated
+from harness.isolation import run_isolated
+from harness.results.rundir import worker_files
 
 
 def ok_job(payload):
@@ -25,25 +26,25 @@ def hanging_job(payload):
 
 
 def test_result_comes_back_from_another_process(tmp_path):
-    outcome = run_isolated("tests.test_executors:ok_job", {"x": 21}, tmp_path, 120)
+    outcome = run_isolated("tests.test_executors:ok_job", {"x": 21}, worker_files(tmp_path), 120)
     assert outcome.ok and outcome.result["double"] == 42
     assert outcome.result["pid"] != os.getpid()
 
 
 def test_exception_is_recorded_with_traceback(tmp_path):
-    outcome = run_isolated("tests.test_executors:raising_job", {}, tmp_path, 120)
+    outcome = run_isolated("tests.test_executors:raising_job", {}, worker_files(tmp_path), 120)
     assert not outcome.ok
     assert outcome.error == "ValueError: bad on purpose"
     assert "raising_job" in outcome.traceback
 
 
 def test_hard_crash_is_recorded(tmp_path):
-    outcome = run_isolated("tests.test_executors:aborting_job", {}, tmp_path, 120)
+    outcome = run_isolated("tests.test_executors:aborting_job", {}, worker_files(tmp_path), 120)
     assert not outcome.ok and "SIGABRT" in outcome.error
 
 
 def test_hang_is_killed_at_the_timeout(tmp_path):
     start = time.perf_counter()
-    outcome = run_isolated("tests.test_executors:hanging_job", {}, tmp_path, 8)
+    outcome = run_isolated("tests.test_executors:hanging_job", {}, worker_files(tmp_path), 8)
     assert not outcome.ok and "timed out after 8 s" in outcome.error
     assert time.perf_counter() - start < 40

@@ -82,8 +82,10 @@ def test_optimize_steps_shrink_and_stay_valid(exported, tmp_path, step, op):
 
 @needs_linux
 def test_coreml_runtime_is_unavailable_here_and_size_still_measures(exported, tmp_path):
+    from harness.build.variant import variant_key
+    from harness.run.plan import job_for
+    from harness.run.worker import run_variant
     from harness.runtimes.coreml import Coreml
-    from harness.worker import run_variant, variant_key
 
     with pytest.raises(RuntimeUnavailable, match="needs macOS: Core ML prediction is only supported on macOS"):
         Coreml().load(exported[0])
@@ -92,10 +94,9 @@ def test_coreml_runtime_is_unavailable_here_and_size_still_measures(exported, tm
     cache = tmp_path / "cache"
     artifact = cache / "variants" / variant_key(base, [EXPORT])
     shutil.copytree(exported[0], artifact)
-    payload = {"base": base, "steps": [EXPORT], "formats": ["torch", "coreml"], "runtimes": ["torch-eager", "coreml"],
-               "suites": [{"name": "size", "kind": "size"}, {"name": "latency", "kind": "latency"}],
-               "cache_dir": str(cache), "work_dir": str(tmp_path / "work"), "recipe_dir": None}
-    measured = run_variant(payload)["measurements"]
+    job = job_for(base, [EXPORT], ["torch", "coreml"], ["torch-eager", "coreml"],
+                  [{"name": "size", "kind": "size"}, {"name": "latency", "kind": "latency"}], cache, tmp_path / "work")
+    measured = run_variant(job)["measurements"]
     suites = measured["coreml"]["suites"]
     assert suites["size"]["status"] == "ok" and suites["size"]["format"] == "coreml"
     on_disk = sum(p.stat().st_size for p in (artifact / "exports" / "coreml").rglob("*") if p.is_file())

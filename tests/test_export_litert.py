@@ -124,8 +124,10 @@ def test_litert_quant_modes_build_run_and_report(exported, items, tmp_path, mode
 
 # --- bad inputs ------------------------------------------------------------------------------
 def test_corrupt_tflite_is_one_line_and_recorded_by_the_worker(exported, tmp_path):
+    from harness.build.variant import variant_key
+    from harness.run.plan import job_for
+    from harness.run.worker import run_variant
     from harness.runtimes.litert import LiteRT
-    from harness.worker import run_variant, variant_key
 
     base = {"model": "random:tiny"}
     cache = tmp_path / "cache"
@@ -135,10 +137,10 @@ def test_corrupt_tflite_is_one_line_and_recorded_by_the_worker(exported, tmp_pat
     with pytest.raises(RuntimeBackendError) as err:
         LiteRT().load(artifact)
     assert "decoder.tflite" in str(err.value) and "corrupt" in str(err.value) and "\n" not in str(err.value)
-    payload = {"base": base, "steps": [EXPORT], "formats": ["torch", "tflite"], "runtimes": ["litert"], "suites": [
+    job = job_for(base, [EXPORT], ["torch", "tflite"], ["litert"], [
         {"name": "size", "kind": "size"}, {"name": "par", "kind": "parity", "limit": 2, "numeric_items": 1}],
-        "cache_dir": str(cache), "work_dir": str(tmp_path / "work"), "recipe_dir": None}
-    measured = run_variant(payload)["measurements"]["litert"]["suites"]
+        cache, tmp_path / "work")
+    measured = run_variant(job)["measurements"]["litert"]["suites"]
     assert measured["size"]["status"] == "ok"
     assert measured["par"]["status"] == "error" and "decoder.tflite" in measured["par"]["error"]
 
@@ -190,7 +192,7 @@ def test_unexpressible_requests_are_clear(exported, items, tmp_path):
 
 
 def test_export_recipe_has_litert_and_coreml_variants():
-    from harness.recipe import load_recipe
+    from harness.spec.recipe import load_recipe
 
     recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "export.yaml")
     formats = {v.name: v.formats for v in recipe.variants}

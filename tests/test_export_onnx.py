@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError, MissingExtraError, RuntimeBackendError, RuntimeUnavailable, StepError
-from harness.recipe import parse_recipe, runtime_plan
+from harness.spec.recipe import parse_recipe, runtime_plan
 
 from . import exports
 from .conftest import build_tiny
@@ -167,8 +167,10 @@ def test_worker_records_not_applicable_unavailable_and_broken_sessions(exported,
     """A cached export variant measured by the worker: torch-eager is not applicable (recorded),
     a corrupt graph blocks session suites with one recorded line, size still measures; a runtime
     raising RuntimeUnavailable gives 'unavailable' suites."""
+    from harness.build.variant import variant_key
+    from harness.run.plan import job_for
+    from harness.run.worker import run_variant
     from harness.runtimes.onnxruntime import OnnxRuntime
-    from harness.worker import run_variant, variant_key
 
     base = {"model": "random:tiny"}
     cache = tmp_path / "cache"
@@ -176,10 +178,8 @@ def test_worker_records_not_applicable_unavailable_and_broken_sessions(exported,
     shutil.copytree(exported[0], artifact)
     suites = [{"name": "size", "kind": "size"},
               {"name": "par", "kind": "parity", "limit": 4, "numeric_items": 2, "max_new_tokens": 2}]
-    payload = {"base": base, "steps": [EXPORT], "formats": ["torch", "onnx"], "suites": suites,
-               "runtimes": ["torch-eager", "onnxruntime"],
-               "cache_dir": str(cache), "work_dir": str(tmp_path / "work"), "recipe_dir": None}
-    result = run_variant(payload)
+    job = job_for(base, [EXPORT], ["torch", "onnx"], ["torch-eager", "onnxruntime"], suites, cache, tmp_path / "work")
+    result = run_variant(job)
     assert result["measurements"]["torch-eager"]["status"] == "not applicable"
     assert "onnx" in result["measurements"]["torch-eager"]["reason"]
     measured = result["measurements"]["onnxruntime"]["suites"]
@@ -187,7 +187,7 @@ def test_worker_records_not_applicable_unavailable_and_broken_sessions(exported,
     assert measured["par"]["agreement"] == 1.0
 
     (artifact / "exports" / "onnx" / "vision.onnx").write_bytes(b"\x00garbage")
-    measured = run_variant(payload)["measurements"]["onnxruntime"]["suites"]
+    measured = run_variant(job)["measurements"]["onnxruntime"]["suites"]
     assert measured["size"]["status"] == "ok"
     assert measured["par"]["status"] == "error" and "vision.onnx" in measured["par"]["error"]
 
@@ -195,7 +195,8 @@ def test_worker_records_not_applicable_unavailable_and_broken_sessions(exported,
         raise RuntimeUnavailable("needs macOS: prediction is not supported on Linux")
 
     monkeypatch.setattr(OnnxRuntime, "load", unavailable)
-    measured = run_variant({**payload, "suites": suites[:1] + [{"name": "parity", "kind": "parity"}]})
+    measured = run_variant(job_for(base, [EXPORT], ["torch", "onnx"], ["torch-eager", "onnxruntime"],
+                                   suites[:1] + [{"name": "parity", "kind": "parity"}], cache, tmp_path / "work"))
     suites_out = measured["measurements"]["onnxruntime"]["suites"]
     assert suites_out["parity"]["status"] == "unavailable" and "needs macOS" in suites_out["parity"]["error"]
     assert suites_out["size"]["status"] == "ok"
@@ -257,8 +258,8 @@ def test_runtime_plan_is_explicit():
 
 
 def test_parity_verdicts_and_gate_cases():
-    from harness.aggregate import evaluate_parity
-    from harness.gate import checks
+    from harness.results.gate import checks
+    from harness.suites.parity import evaluate_parity
 
     good = {"status": "ok", "agreement": 1.0, "encoder": {"cosine_min": 0.9999}, "logits": {"cosine_min": 0.999,
                                                                                           "max_abs": 0.01}}
@@ -302,8 +303,8 @@ def test_nano_export_ort_agrees_with_torch(nano_dir, tmp_path, items):
 def test_recipe_run_reports_and_gates_parity(tmp_path, nano_dir):
     """A real run: torch base + ONNX fp32 + ORT INT4 on nano; parity added automatically, shown in
     the report, gated by the recipe's `parity:`; not-applicable pairs recorded and reported."""
-    from harness.gate import gate
-    from harness.runner import run
+    from harness.results.gate import gate
+    from harness.run.runner import run
 
     from .runs import make_recipe
 

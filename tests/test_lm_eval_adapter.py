@@ -118,8 +118,8 @@ def test_registered_with_lm_eval():
 def test_local_tasks_through_suite_kind(tiny_lm, tmp_path):
     """The shipped local tasks (text multiple choice + generation, multimodal multiple choice) run
     through lm-eval and come back in the accuracy suite's shape."""
+    from harness.spec.suite_files import load_suite
     from harness.suites._context import SuiteContext
-    from harness.suites._spec import load_suite
     from harness.suites.lm_eval import LmEval
 
     config = load_suite("lmeval-nano-arith").model_copy(
@@ -143,8 +143,8 @@ def test_local_tasks_through_suite_kind(tiny_lm, tmp_path):
 
 def test_unknown_task_and_include_path_are_config_errors(tmp_path):
     from harness.errors import ConfigError
+    from harness.spec.suite_files import parse_suite
     from harness.suites._context import SuiteContext
-    from harness.suites._spec import parse_suite
     from harness.suites.lm_eval import LmEval
 
     ctx = SuiteContext(runtime_name="torch-eager", runtime=None, artifact=tmp_path, work_dir=tmp_path)
@@ -159,15 +159,15 @@ def test_unknown_task_and_include_path_are_config_errors(tmp_path):
 def test_recipe_with_lm_eval_suite_end_to_end(tmp_path, nano_dir, monkeypatch):
     """The multimodal local tasks on the nano reference: real scores, in results.json and the report.
     The worker runs in this process (spawning one costs ~20 s of imports; isolation is tested elsewhere)."""
-    import harness.executors
-    from harness.runner import run
-    from harness.worker import run_variant
+    import harness.isolation
+    from harness.run.runner import run
+    from harness.run.worker import run_variant
 
-    def in_process(target, payload, work_dir, timeout_s):
-        work_dir.mkdir(parents=True, exist_ok=True)
-        return harness.executors.Outcome(True, run_variant(payload))
+    def in_process(target, job, files, timeout_s):
+        files.log.parent.mkdir(parents=True, exist_ok=True)
+        return harness.isolation.Outcome(True, run_variant(job))
 
-    monkeypatch.setattr(harness.executors, "run_isolated", in_process)
+    monkeypatch.setattr(harness.isolation, "run_isolated", in_process)
 
     (tmp_path / "suites").mkdir()
     (tmp_path / "suites" / "lme.yaml").write_text(textwrap.dedent("""\

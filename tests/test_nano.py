@@ -19,7 +19,7 @@ def test_checkpoint_loads_with_auto_classes_offline(nano_dir):
 
 def test_nano_answers_test_items(nano_dir, test_items):
     from harness.models.loading import load_model
-    from harness.suites.accuracy import evaluate_exact_match
+    from harness.training.evaluate import evaluate_exact_match
 
     loaded = load_model(str(nano_dir))
     scores = evaluate_exact_match(loaded, test_items.select(range(200)), batch_size=100)
@@ -36,7 +36,7 @@ def test_build_report_meets_the_bar(nano_dir):
 @pytest.mark.slow
 def test_build_reproduces_the_shipped_accuracy(tmp_path, nano_dir):
     """Rebuilding from scratch gives the accuracy the shipped checkpoint reports."""
-    from harness.models.nano import train_nano
+    from harness.training.nano import train_nano
 
     shipped = json.loads((nano_dir / "nano_report.json").read_text())
     rebuilt = train_nano(tmp_path / "nano", progress=False)

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.gate import gate
-from harness.runner import finish, run
+from harness.results.gate import gate
+from harness.run.runner import finish, run
 
 from .runs import make_recipe
 
@@ -46,6 +46,25 @@ def test_measurements_are_complete_and_sensible(first_run):
         assert lat["preprocess_p50_ms"] > 0 and lat["vision_p50_ms"] > 0 and lat["prefill_p50_ms"] > 0
         assert summary["memory"]["peak_rss_mb"] > summary["memory"]["model_delta_mb"] > 0
         assert set(summary["targets"]) == {"max_size_mb", "max_peak_memory_mb", "max_ttft_ms", "min_retention"}
+
+
+def test_run_folder_files_have_their_declared_shapes(first_run):
+    """run.json, every result.json and results.json of a real run validate against results/schema.py,
+    and the plan recorded which runtime × suites each variant got."""
+    from pydantic import ValidationError
+
+    from harness.results import schema
+
+    _, run_dir = first_run
+    plan = schema.validate(schema.RunPlan, json.loads((run_dir / "run.json").read_text()))
+    assert [p["name"] for p in plan["plan"]] == plan["variants"]
+    assert all(r["suites"] == [s["name"] for s in plan["suites"]] for p in plan["plan"] for r in p["runtimes"])
+    for name in plan["variants"]:
+        schema.validate(schema.VariantResult, json.loads((run_dir / "variants" / name / "result.json").read_text()))
+    summary = schema.validate(schema.RunSummary, results(run_dir))
+    assert summary["report_version"] == 1
+    with pytest.raises(ValidationError):
+        schema.validate(schema.RunSummary, {**summary, "variants": [{"name": "x"}]})
 
 
 def test_run_dir_report_and_history(first_run):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.artifacts import load_variant
+from harness.build.artifact import load_variant
 from harness.errors import StepError
 from harness.steps._base import StepContext, apply_step
 
@@ -203,7 +203,7 @@ def test_bad_input_is_one_line_step_error(tiny, raw, message):
 
 def test_recipe_rejects_unknown_method_at_parse_time():
     from harness.errors import ConfigError
-    from harness.recipe import parse_recipe
+    from harness.spec.recipe import parse_recipe
 
     data = {"name": "x", "base": "nano", "variants": [{"name": "a", "steps": [{"kind": "prune", "method": "l1"}]}]}
     with pytest.raises(ConfigError, match="method"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
-from harness.recipe import json_schema, load_recipe
+from harness.spec.recipe import json_schema, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,7 +130,7 @@ def test_a_baseline_is_added_when_missing(tmp_path):
 
 
 def test_validate_imports_no_torch():
-    code = ("import sys; from harness.recipe import load_recipe; "
+    code = ("import sys; from harness.spec.recipe import load_recipe; "
             f"load_recipe({str(ROOT / 'recipes' / 'quickstart.yaml')!r}); "
             "print(sorted(m for m in ('torch', 'transformers', 'onnxruntime', 'coremltools') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

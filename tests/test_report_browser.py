@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.runner import finish
+from harness.run.runner import finish
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness.response_cache import ResponseCache, response_key
+from harness.suites._response_cache import ResponseCache, response_key
 
 BASE = {"variant": "v1", "runtime": "torch-eager", "suite": "s", "version": 1, "item_id": "i1",
         "prompt": "what color ?", "images": ["abc"], "settings": {"max_new_tokens": 4}}
@@ -44,7 +44,7 @@ def test_image_hash_is_content(tmp_path):
 def test_a_digest_keys_like_the_image_it_came_from(tmp_path):
     from PIL import Image
 
-    from harness.response_cache import image_hash
+    from harness.suites._response_cache import image_hash
 
     cache = ResponseCache(tmp_path / "r.sqlite", variant="v")
     red = Image.new("RGB", (4, 4), (255, 0, 0))
@@ -122,7 +122,7 @@ def test_corrupt_database_is_one_warning_not_a_crash(tmp_path, capsys):
 
 
 def test_locked_database_is_one_warning_not_a_crash(tmp_path, monkeypatch, capsys):
-    import harness.response_cache as rc
+    import harness.suites._response_cache as rc
 
     monkeypatch.setattr(rc, "BUSY_TIMEOUT_MS", 200)
     path = tmp_path / "responses.sqlite"
@@ -158,15 +158,16 @@ def _recipe(tmp_path):
 def test_worker_rerun_reuses_answers(tmp_path, nano_dir):
     """The worker path of a run, in-process: the second measurement of the same variant reads every
     answer from the cache (identical items, a note for the report); use_cache False generates again."""
-    from harness.recipe import load_recipe
-    from harness.runner import _payload, resolve_suites
-    from harness.worker import run_variant
+    from harness.run.plan import plan_run, resolve_suites, variant_job
+    from harness.run.worker import run_variant
+    from harness.spec.recipe import load_recipe
 
     recipe = load_recipe(_recipe(tmp_path))
     suites = resolve_suites(recipe)
+    (planned,) = plan_run(recipe, suites, [])
 
     def measure(use_cache):
-        result = run_variant(_payload(recipe, recipe.variants[0], tmp_path / "run", suites, use_cache))
+        result = run_variant(variant_job(recipe, recipe.variants[0], planned, suites, tmp_path / "run", use_cache))
         return result, next(iter(result["measurements"]["torch-eager"]["suites"].values()))
 
     _, first = measure(True)
@@ -182,7 +183,7 @@ def test_worker_rerun_reuses_answers(tmp_path, nano_dir):
 def test_cli_no_cache_reaches_the_runner(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import harness.runner
+    import harness.run.runner
     from harness.cli import app
     from harness.errors import ConfigError
 
@@ -192,7 +193,7 @@ def test_cli_no_cache_reaches_the_runner(tmp_path, monkeypatch):
         seen.append(kwargs["use_cache"])
         raise ConfigError("stop here")
 
-    monkeypatch.setattr(harness.runner, "run", fake_run)
+    monkeypatch.setattr(harness.run.runner, "run", fake_run)
     for flags, expected in (([], True), (["--no-cache"], False)):
         out = CliRunner().invoke(app, ["run", str(tmp_path / "r.yaml"), *flags])
         assert out.exit_code == 2 and seen[-1] is expected
@@ -205,7 +206,7 @@ def test_rerun_reuses_answers_and_no_cache_bypasses(tmp_path, nano_dir):
     from typer.testing import CliRunner
 
     from harness.cli import app
-    from harness.runner import run
+    from harness.run.runner import run
 
     recipe = _recipe(tmp_path)
 

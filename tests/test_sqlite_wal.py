@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness import store
+from harness.results import history as store
 from harness.sqlite_wal import connect_wal
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.artifacts import load_variant
+from harness.build.artifact import load_variant
 from harness.errors import StepError
 from harness.steps._base import StepContext, apply_step
 
@@ -115,8 +115,8 @@ def _mixed(budget_mb, **extra):
 
 def _bounds(loaded, ignore=()):
     """Estimated file size with every candidate (llm Linear layers minus `ignore`) at INT4 and at INT8."""
+    from harness.steps._layers import linear_layers
     from harness.steps.mixed_precision import model_bytes, option_bytes
-    from harness.steps.quantize import linear_layers
 
     names = [n for per in linear_layers(loaded, ("llm",), list(ignore)).values() for n in per]
     rest = model_bytes(loaded, set(names))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.pareto import Objective, Value, compare, dominates, standings
-from harness.stats import mcnemar_exact, median_ci, proportion_ci, retention_ci, summarize
+from harness.results.pareto import Objective, Value, compare, dominates, standings
+from harness.results.stats import mcnemar_exact, median_ci, proportion_ci, retention_ci, summarize
 
 ACC = Objective("accuracy", True)
 TTFT = Objective("ttft", False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.artifacts import load_variant, save_variant
+from harness.build.artifact import load_variant, save_variant
 from harness.registries import STEPS
 from harness.steps._base import StepContext, apply_step
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.aggregate import is_binary, paired
-from harness.stats import bootstrap_ci, paired_bootstrap, paired_scores, wilcoxon_signed_rank
+from harness.results.paired import is_binary, paired
+from harness.results.stats import bootstrap_ci, paired_bootstrap, paired_scores, wilcoxon_signed_rank
 
 
 def _items(scores: list[float], prefix: str = "q") -> list[dict]:
@@ -70,7 +70,12 @@ def _suite(scores: list[float], binary: bool) -> dict:
 
 
 def test_compare_runs_item_by_item_for_graded_scores():
-    from harness.compare import IMPROVEMENT, REGRESSION, SAME, _accuracy, _definition_difference
+    from harness.results.compare import IMPROVEMENT, REGRESSION, SAME, _definition_difference
+    from harness.suites.accuracy import Accuracy
+
+    def _accuracy(name, old, new, variant, runtime, policy):
+        (change,) = Accuracy().compare(name, old, new, variant, runtime, policy)
+        return change
 
     policy = {"accuracy_drop": 0.01, "alpha": 0.05}
     rng = np.random.default_rng(2)
@@ -91,7 +96,7 @@ def test_compare_runs_item_by_item_for_graded_scores():
 
 
 def test_export_carries_corpus_numbers_and_failed_items():
-    from harness.export import rows
+    from harness.results.table import rows
 
     summary = {"run_id": "r", "recipe": "x", "variants": [{"name": "v", "status": "ok", "runtimes": {"rt": {
         "accuracy": {"pope": {"score": 0.8, "ci": [0.7, 0.9], "groups": {}, "failed_items": 2,

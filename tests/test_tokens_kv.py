@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.artifacts import load_variant
+from harness.build.artifact import load_variant
 from harness.errors import StepError
 from harness.steps._base import StepContext, apply_step
 
@@ -53,7 +53,7 @@ def test_pooling_reduces_tokens_and_equals_pooled_features(tiny, images, method)
 def test_tome_merges_r_tokens_keeping_order(tiny, images):
     import torch
 
-    from harness.steps.token_merge import _tome
+    from harness.steps._token_merge import tome
 
     apply(tiny, {"kind": "token-merge", "method": "tome", "r": 4})
     assert tiny.visual_tokens == 5
@@ -61,7 +61,7 @@ def test_tome_merges_r_tokens_keeping_order(tiny, images):
     assert features.shape[1] == 5
     # r identical pairs are merged first; merging keeps the mean and the survivors' order
     x = torch.tensor([[[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [5.0, 5.0], [0.0, 2.0]]])
-    merged = _tome(x, 1)
+    merged = tome(x, 1)
     assert merged.shape == (1, 4, 2)
     assert torch.allclose(merged[0, 0], torch.tensor([1.0, 0.05]))  # tokens 0 and 1 averaged, in place of 1
 

@@ -21,7 +21,7 @@ def rows():
 
 
 def batcher_for(loaded, rows):
-    from harness.training_data import VQABatcher
+    from harness.training.batches import VQABatcher
 
     return VQABatcher(loaded.processor, rows)
 

@@ -105,7 +105,7 @@ def test_qat_packs_what_it_trained(tmp_path):
 def test_qat_variant_is_packed_and_reloads(tmp_path, images):
     from safetensors import safe_open
 
-    from harness.artifacts import load_variant
+    from harness.build.artifact import load_variant
     from harness.steps._packed import PackedLinear
 
     from .test_steps import build_and_save

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.artifacts import load_variant
+from harness.build.artifact import load_variant
 from harness.errors import StepError
 from harness.steps._base import StepContext, apply_step
 

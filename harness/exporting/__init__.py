@@ -29,7 +29,7 @@ TOKENIZER_HINTS = ("tokenizer", "vocab", "merges", "special_tokens", "chat_templ
 def check_exportable(loaded: Any, step: str, quant_step: str) -> None:
     """Refuse what an exported graph cannot express, in one line (not a tracer failure): a custom
     KV cache, or torch-quantized tensors (compress the exported graphs with `quant_step` instead)."""
-    from harness.artifacts import is_plain_tensor
+    from harness.models.fastvlm import is_plain_tensor
 
     if loaded.cache_factory is not None:
         raise StepError(f"{step} cannot express a custom KV cache (kv-cache step): the exported decoder keeps a "

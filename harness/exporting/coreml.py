@@ -24,6 +24,7 @@ from typing import Any
 
 from harness.errors import RuntimeBackendError, StepError, first_line
 from harness.exporting import check_exportable, converting, float_model, model_facts
+from harness.models.fastvlm import named_module
 
 MASK_VALUE = -1e4
 IO = {"vision": (["pixel_values"], ["features"]), "embed": (["token_ids"], ["embeddings"]),
@@ -72,7 +73,7 @@ def _wrappers(model: Any) -> dict[str, Any]:
 
         def __init__(self) -> None:
             super().__init__()
-            self.lm, self.head = model.model.language_model, model.lm_head
+            self.lm, self.head = named_module(model, "llm"), named_module(model, "lm_head")
 
         def forward(self, embeddings: Any, position_ids: Any, mask: Any) -> Any:
             out = self.lm(inputs_embeds=embeddings, attention_mask=mask, position_ids=position_ids, use_cache=False)

@@ -27,6 +27,7 @@ from typing import Any
 
 from harness.errors import RuntimeBackendError, StepError, first_line
 from harness.exporting import check_exportable, converting, float_model, model_facts
+from harness.models.fastvlm import named_module
 
 #: Additive mask value for positions a query must not see (exported in the manifest).
 MASK_VALUE = -1e4
@@ -112,8 +113,8 @@ def _decoder(model: Any, facts: dict[str, Any]) -> Any:
         raise StepError(f"export-tflite: the decoder export handles Qwen2 text models, not '{text_config.model_type}'")
     with torch.device("meta"):
         lm = Qwen2ForCausalLM(text_config)
-    lm.model = copy.deepcopy(model.model.language_model)
-    lm.lm_head = copy.deepcopy(model.lm_head)
+    lm.model = copy.deepcopy(named_module(model, "llm"))
+    lm.lm_head = copy.deepcopy(named_module(model, "lm_head"))
     lm.config = text_config
     for module in lm.modules():  # the copied layers must read the copied config, not the variant's
         if hasattr(module, "config") and module is not lm:
@@ -214,3 +215,104 @@ def op_report(path: Path) -> dict[str, Any]:
         io[sig] = {"inputs": sorted({v["dtype"].__name__ for v in runner.get_input_details().values()}),
                    "outputs": sorted({v["dtype"].__name__ for v in runner.get_output_details().values()})}
     return {"ops": dict(ops), "non_integer_ops": dict(float_ops), "io_dtypes": io}
+
+
+class LiteRTBackend:
+    """The generation loop's backend (`harness.exporting.loop`) over the vision, embed and decoder
+    signatures: the `litert` runtime runs it, and `litert-quant` records calibration inputs with it."""
+
+    def __init__(self, interpreters: dict[str, Any], facts: dict[str, Any]) -> None:
+        sig = facts["signatures"]
+        self.facts = facts
+        self.vision = Signature(interpreters["vision"], sig["vision"])
+        self.embed_prefill = Signature(interpreters["embed"], sig["embed_prefill"])
+        self.embed_decode = Signature(interpreters["embed"], sig["embed_decode"])
+        self.prefill_sig = Signature(interpreters["decoder"], sig["prefill"])
+        self.decode_sig = Signature(interpreters["decoder"], sig["decode"])
+        self.chunk = int(facts["prefill_length"])
+        self.slots = int(facts["cache_length"])
+        self.kv_names = sorted(k for k in self.decode_sig.inputs if k.startswith("kv_cache"))
+
+    # --- encoder and embeddings ---------------------------------------------------------
+    def encode(self, pixel_values: Any) -> Any:
+        import numpy as np
+
+        rows = [self.vision(pixel_values=pixel_values[i:i + 1])["features"] for i in range(pixel_values.shape[0])]
+        return np.concatenate(rows, axis=0).astype(np.float32)
+
+    def embed(self, input_ids: Any) -> Any:
+        import numpy as np
+
+        rows = []
+        for ids in np.asarray(input_ids, dtype=np.int32):
+            if ids.shape[0] == 1:
+                rows.append(self.embed_decode(token_ids=ids[None])["embeddings"][0])
+                continue
+            parts = []
+            for start in range(0, ids.shape[0], self.chunk):
+                piece = ids[start:start + self.chunk]
+                padded = np.zeros((1, self.chunk), np.int32)
+                padded[0, :len(piece)] = piece
+                parts.append(self.embed_prefill(token_ids=padded)["embeddings"][0, :len(piece)])
+            rows.append(np.concatenate(parts, axis=0))
+        return np.stack(rows).astype(np.float32)
+
+    # --- decoder ------------------------------------------------------------------------
+    def _mask(self, positions: Any) -> Any:
+        import numpy as np
+
+        mask = np.full((1, 1, len(positions), self.slots), self.facts["mask_value"], np.float32)
+        for row, pos in enumerate(positions):
+            mask[0, 0, row, :int(pos) + 1] = 0.0
+        return mask
+
+    def _decode_one(self, embed: Any, pos: int, kv: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        import numpy as np
+
+        if pos >= self.slots:
+            raise RuntimeBackendError(f"LiteRT decoder cache is full: position {pos} needs more than the "
+                                      f"{self.slots} slots exported; re-export with a larger cache_length")
+        out = self.decode_sig(embeddings=embed[None, None].astype(np.float32),
+                              input_pos=np.array([pos], np.int32), mask=self._mask([pos]), **kv)
+        return out["logits"][0, -1], {k: out[k] for k in self.kv_names}
+
+    def prefill(self, embeds: Any, mask: Any, positions: Any) -> tuple[Any, list[dict[str, Any]]]:
+        import numpy as np
+
+        logits, past = [], []
+        for row in range(embeds.shape[0]):
+            real = embeds[row][np.asarray(mask[row]) == 1]
+            length = real.shape[0]
+            chunks = -(-(length - 1) // self.chunk)
+            if length == 0 or chunks * self.chunk > self.slots or length >= self.slots:
+                raise RuntimeBackendError(f"a prompt of {length} tokens does not fit the LiteRT export (cache "
+                                          f"{self.slots} slots, prefill chunks of {self.chunk}); re-export with a "
+                                          "larger cache_length")
+            kv = {k: np.zeros(self.decode_sig.inputs[k]["shape"], np.float32) for k in self.kv_names}
+            for index in range(chunks):
+                start = index * self.chunk
+                piece = real[start:min(start + self.chunk, length - 1)]
+                padded = np.zeros((1, self.chunk, real.shape[1]), np.float32)
+                padded[0, :len(piece)] = piece
+                pos = np.arange(start, start + self.chunk, dtype=np.int32)
+                out = self.prefill_sig(embeddings=padded, input_pos=pos,
+                                       mask=self._mask(np.minimum(pos, length - 2)), **kv)
+                kv = {k: out[k] for k in self.kv_names}
+            row_logits, kv = self._decode_one(real[length - 1], length - 1, kv)
+            logits.append(row_logits)
+            past.append(kv)
+        return np.stack(logits).astype(np.float32), past
+
+    def decode(self, embeds: Any, mask: Any, positions: Any, past: list[dict[str, Any]]) -> tuple[Any, list[Any]]:
+        import numpy as np
+
+        logits, new_past = [], []
+        for row, kv in enumerate(past):
+            row_logits, kv = self._decode_one(embeds[row, 0], int(positions[row, 0]), kv)
+            logits.append(row_logits)
+            new_past.append(kv)
+        return np.stack(logits).astype(np.float32), new_past
+
+    @staticmethod
+    def past_nbytes(past: list[dict[str, Any]]) -> int:
+        return int(sum(v.nbytes for kv in past for v in kv.values()))

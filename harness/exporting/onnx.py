@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.exporting import check_exportable, converting, float_model, model_facts
+from harness.models.fastvlm import named_module
 
 
 def export_model(loaded: Any, folder: Path, components: list[str], opset: int = 17,
@@ -120,8 +121,8 @@ def _export_decoder(model: Any, path: Path, opset: int, facts: dict[str, Any]) -
     class Decoder(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.lm = model.model.language_model
-            self.head = model.lm_head
+            self.lm = named_module(model, "llm")
+            self.head = named_module(model, "lm_head")
 
         def forward(self, inputs_embeds: Any, attention_mask: Any, position_ids: Any, *past: Any) -> Any:
             query = inputs_embeds.shape[1]

@@ -16,11 +16,37 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-COMPONENT_PATHS: dict[str, tuple[str, ...]] = {
-    "vision": ("model.vision_tower",),
-    "projector": ("model.multi_modal_projector",),
-    "llm": ("model.language_model", "lm_head"),
+#: Where each named part sits in a transformers `FastVlmForConditionalGeneration`: the one place
+#: these paths are written. `LoadedModel.vision` etc. read them, and so does `named_module` for
+#: code that holds the bare transformers model (exporters, the training batcher).
+_DECODER = "model.language_model"
+MODULE_PATHS: dict[str, str] = {
+    "vision": "model.vision_tower",
+    "projector": "model.multi_modal_projector",
+    "llm": _DECODER,
+    "lm_head": "lm_head",
+    "embed_tokens": f"{_DECODER}.embed_tokens",
 }
+#: The modules of each component (what `targets` name): the LLM is the decoder plus its head.
+COMPONENT_PATHS: dict[str, tuple[str, ...]] = {
+    "vision": (MODULE_PATHS["vision"],),
+    "projector": (MODULE_PATHS["projector"],),
+    "llm": (MODULE_PATHS["llm"], MODULE_PATHS["lm_head"]),
+}
+
+
+def named_module(model: Any, name: str) -> Any:
+    """The part `name` (a key of `MODULE_PATHS`) of a transformers FastVLM model.
+
+    Raises AttributeError when the model has no such module (e.g. it was replaced by None)."""
+    return model.get_submodule(MODULE_PATHS[name])
+
+
+def is_plain_tensor(tensor: Any) -> bool:
+    """A plain tensor or Parameter, not a torchao/quantized tensor subclass."""
+    import torch
+
+    return type(tensor) in (torch.Tensor, torch.nn.Parameter)
 
 
 @dataclass
@@ -65,6 +91,40 @@ class LoadedModel:
     def component_modules(self, component: str) -> dict[str, Any]:
         """Qualified name → module for a component (`vision`, `projector`, `llm`)."""
         return {path: self.model.get_submodule(path) for path in COMPONENT_PATHS[component]}
+
+    def module(self, name: str) -> Any:
+        """The part `name` (a key of `MODULE_PATHS`); the properties below name each one."""
+        return named_module(self.model, name)
+
+    @property
+    def vision(self) -> Any:
+        """The vision tower (FastViTHD through transformers' timm wrapper)."""
+        return self.module("vision")
+
+    @property
+    def projector(self) -> Any:
+        """The multi-modal projector: encoder channels → LLM hidden size."""
+        return self.module("projector")
+
+    @property
+    def llm(self) -> Any:
+        """The Qwen2 decoder (without its head): returns hidden states, takes `inputs_embeds`."""
+        return self.module("llm")
+
+    @property
+    def lm_head(self) -> Any:
+        """The LM head: decoder hidden states → vocabulary logits."""
+        return self.module("lm_head")
+
+    @property
+    def embed_tokens(self) -> Any:
+        """The decoder's token embedding (what `model.get_input_embeddings()` returns)."""
+        return self.module("embed_tokens")
+
+    def image_features(self, pixel_values: Any) -> Any:
+        """Vision tower + projector on `pixel_values`: transformers' output with `pooler_output`
+        (projected features, items x tokens x hidden) and `last_hidden_state` (the encoder grid)."""
+        return self.model.model.get_image_features(pixel_values=pixel_values)
 
     def component_of(self, qualified_name: str) -> str | None:
         for component, paths in COMPONENT_PATHS.items():
@@ -111,7 +171,7 @@ class LoadedModel:
 
         inputs = self.prepare(images, [""] * len(images))
         with torch.inference_mode():
-            features = self.model.model.get_image_features(pixel_values=inputs["pixel_values"].to(self.dtype))
+            features = self.image_features(inputs["pixel_values"].to(self.dtype))
         return features.pooler_output.float().numpy()
 
     # --- generation -------------------------------------------------------------------
@@ -125,9 +185,7 @@ class LoadedModel:
     ) -> Generation:
         """Greedy, deterministic batched generation with per-stage wall-clock timings."""
         import torch
-        from transformers import DynamicCache
 
-        model = self.model
         times = StageTimes()
         start = time.perf_counter()
         inputs = self.prepare(images, questions)
@@ -136,49 +194,63 @@ class LoadedModel:
         eos = torch.tensor(self.eos_token_ids(), dtype=torch.long)
         with torch.inference_mode():
             mark = time.perf_counter()
-            pixel_values = inputs["pixel_values"].to(self.dtype)
-            features = model.model.get_image_features(pixel_values=pixel_values).pooler_output
+            features = self.image_features(inputs["pixel_values"].to(self.dtype)).pooler_output
             times.vision_ms = (time.perf_counter() - mark) * 1e3
 
             mark = time.perf_counter()
-            input_ids = inputs["input_ids"]
-            mask = inputs["attention_mask"]
-            embeds = model.get_input_embeddings()(input_ids)
-            image_mask = (input_ids == model.config.image_token_id).unsqueeze(-1)
-            embeds = embeds.masked_scatter(image_mask, features.to(embeds.dtype))
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            text_config = model.config.text_config
-            cache = self.cache_factory(text_config) if self.cache_factory else DynamicCache(config=text_config)
-            out = model.model.language_model(inputs_embeds=embeds, attention_mask=mask,
-                                             position_ids=positions, cache=cache, use_cache=True)
-            logits = model.lm_head(out.last_hidden_state[:, -1, :]).float()
+            logits, cache, positions = self._prefill(inputs, features)
             next_ids = logits.argmax(-1)
             times.prefill_ms = (time.perf_counter() - mark) * 1e3
             first_logits = logits if keep_logits else None
-
-            generated = [next_ids]
-            finished = torch.isin(next_ids, eos)
-            last_pos = positions[:, -1]
-            while len(generated) < max_new_tokens:
-                if len(generated) >= min_new_tokens and bool(finished.all()):
-                    break
-                mark = time.perf_counter()
-                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
-                last_pos = last_pos + 1
-                step_embeds = model.get_input_embeddings()(next_ids[:, None])
-                out = model.model.language_model(inputs_embeds=step_embeds, attention_mask=mask,
-                                                 position_ids=last_pos[:, None], cache=out.cache,
-                                                 use_cache=True)
-                next_ids = model.lm_head(out.last_hidden_state[:, -1, :]).argmax(-1)
-                generated.append(next_ids)
-                finished |= torch.isin(next_ids, eos)
-                times.decode_ms.append((time.perf_counter() - mark) * 1e3)
+            generated, cache = self._decode(next_ids, cache, inputs["attention_mask"], positions[:, -1], eos,
+                                            max_new_tokens, min_new_tokens, times)
         times.total_ms = (time.perf_counter() - start) * 1e3
-        times.kv_cache_bytes = cache_nbytes(out.cache)
+        times.kv_cache_bytes = cache_nbytes(cache)
         rows = torch.stack(generated, dim=1).tolist()
         token_ids = [_cut_at_eos(row, eos.tolist()) for row in rows]
         texts = self.processor.tokenizer.batch_decode(token_ids, skip_special_tokens=True)
         return Generation([t.strip() for t in texts], token_ids, times, first_logits)
+
+    def _prefill(self, inputs: Any, features: Any) -> tuple[Any, Any, Any]:
+        """Image features placed at the `<image>` tokens, one decoder pass over the prompts into a new
+        cache. Returns (float logits of the next token, the cache, the prompt position ids)."""
+        from transformers import DynamicCache
+
+        input_ids = inputs["input_ids"]
+        mask = inputs["attention_mask"]
+        embeds = self.embed_tokens(input_ids)
+        image_mask = (input_ids == self.model.config.image_token_id).unsqueeze(-1)
+        embeds = embeds.masked_scatter(image_mask, features.to(embeds.dtype))
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: the first real token is position 0
+        text_config = self.model.config.text_config
+        cache = self.cache_factory(text_config) if self.cache_factory else DynamicCache(config=text_config)
+        out = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache,
+                       use_cache=True)
+        return self.lm_head(out.last_hidden_state[:, -1, :]).float(), out.cache, positions
+
+    def _decode(self, next_ids: Any, cache: Any, mask: Any, last_pos: Any, eos: Any, max_new_tokens: int,
+                min_new_tokens: int, times: StageTimes) -> tuple[list[Any], Any]:
+        """One decoder step per new token until every row has ended (past `min_new_tokens`) or
+        `max_new_tokens`; each step's time goes to `times.decode_ms`. Returns (token ids per step, cache)."""
+        import torch
+
+        llm, head, embed = self.llm, self.lm_head, self.embed_tokens
+        generated = [next_ids]
+        finished = torch.isin(next_ids, eos)
+        while len(generated) < max_new_tokens:
+            if len(generated) >= min_new_tokens and bool(finished.all()):
+                break
+            mark = time.perf_counter()
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+            last_pos = last_pos + 1
+            out = llm(inputs_embeds=embed(next_ids[:, None]), attention_mask=mask, position_ids=last_pos[:, None],
+                      cache=cache, use_cache=True)
+            cache = out.cache
+            next_ids = head(out.last_hidden_state[:, -1, :]).argmax(-1)
+            generated.append(next_ids)
+            finished |= torch.isin(next_ids, eos)
+            times.decode_ms.append((time.perf_counter() - mark) * 1e3)
+        return generated, cache
 
     def eos_token_ids(self) -> list[int]:
         """Ids that end an answer: the generation config's, else the tokenizer's (exported runtimes

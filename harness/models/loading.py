@@ -22,9 +22,9 @@ def load_model(reference: str, revision: str | None = None, trust_remote_code: b
     from harness.models.fastvlm import LoadedModel
 
     if reference == "nano":
-        from harness.models.nano import ensure_nano
+        from harness.models.nano import find_nano
 
-        path = ensure_nano()
+        path = find_nano()
         model, processor = _from_pretrained(str(path), None, False)
         return LoadedModel(model=model, processor=processor, source="nano", meta={"path": str(path)})
     if reference.startswith("random:"):

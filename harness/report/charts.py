@@ -7,10 +7,8 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any
 
-from harness.pareto import Objective, Standing, Value
+from harness.results.pareto import Objective, Standing, Value
 
-LABELS = {"accuracy": "accuracy", "ttft_ms": "TTFT p50 (ms)", "size_mb": "size (MB)",
-          "memory_mb": "peak memory, model delta (MiB)", "decode_tps": "decode tok/s (p50)"}
 WIDTH, HEIGHT = 460, 360
 MARGIN = {"t": 45, "l": 55, "r": 15, "b": 45}
 
@@ -19,15 +17,21 @@ def _html(fig: Any) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
 
 
-def _limits(targets: dict[str, Any], baseline_score: float | None) -> dict[str, tuple[str, float]]:
-    """Objective → (side, limit) for the targets that apply to it."""
+def _limits(objectives: list[Objective], targets: dict[str, Any],
+            baseline: dict[str, float]) -> dict[str, tuple[str, float]]:
+    """Objective → (side, limit) for the objectives a recipe target bounds; a relative target
+    (min_retention on accuracy) is scaled by the baseline's value."""
     out: dict[str, tuple[str, float]] = {}
-    for objective, key in (("ttft_ms", "max_ttft_ms"), ("size_mb", "max_size_mb"),
-                           ("memory_mb", "max_peak_memory_mb")):
-        if targets.get(key) is not None:
-            out[objective] = ("max", float(targets[key]))
-    if targets.get("min_retention") is not None and baseline_score:
-        out["accuracy"] = ("min", float(targets["min_retention"]) * baseline_score)
+    for objective in objectives:
+        limit = targets.get(objective.target) if objective.target else None
+        if limit is None:
+            continue
+        if objective.relative:
+            if baseline.get(objective.name):
+                out[objective.name] = ("min" if objective.higher_is_better else "max",
+                                       float(limit) * baseline[objective.name])
+        else:
+            out[objective.name] = ("min" if objective.higher_is_better else "max", float(limit))
     return out
 
 
@@ -80,18 +84,20 @@ def pair_frontier(points: dict[str, dict[str, Value]], standings: dict[str, Stan
         fig.add_vline(x=limits[x.name][1], line_dash="dash", line_color="crimson")
     if y.name in limits:
         fig.add_hline(y=limits[y.name][1], line_dash="dot", line_color="crimson")
-    fig.update_xaxes(range=[0, x_max], title=LABELS[x.name])
-    fig.update_yaxes(range=[0, y_max], title=LABELS[y.name])
-    fig.update_layout(title=f"{LABELS[y.name]} vs {LABELS[x.name]}", width=WIDTH, height=HEIGHT, margin=MARGIN,
+    fig.update_xaxes(range=[0, x_max], title=x.title)
+    fig.update_yaxes(range=[0, y_max], title=y.title)
+    fig.update_layout(title=f"{y.title} vs {x.title}", width=WIDTH, height=HEIGHT, margin=MARGIN,
                       legend={"orientation": "h", "y": -0.25}, font={"size": 11})
     return _html(fig)
 
 
 def all_pairs(points: dict[str, dict[str, Value]], standings: dict[str, Standing], objectives: list[Objective],
-              targets: dict[str, Any], baseline_score: float | None, meets_all: set[str]) -> list[str]:
+              targets: dict[str, Any], baseline: dict[str, float], meets_all: set[str]) -> list[str]:
+    """One frontier chart per pair of objectives; the first-ranked objective (accuracy) on y when in a pair.
+    `baseline`: the baseline variant's values, for relative targets."""
     present = [o for o in objectives if any(o.name in v for v in points.values())]
-    limits = _limits(targets, baseline_score)
-    ordered = sorted(present, key=lambda o: o.name != "accuracy")  # accuracy on y when it is in a pair
+    limits = _limits(present, targets, baseline)
+    ordered = sorted(present, key=lambda o: o.rank != min(p.rank for p in present))
     return [pair_frontier(points, standings, x, y, limits, meets_all)
             for y, x in combinations(ordered, 2)]
 

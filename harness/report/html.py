@@ -1,47 +1,38 @@
 """Render a run's `report.html`: one self-contained, offline file (plotly's JS is inlined once).
 
-Every string that came from a model, a dataset or a recipe reaches the page through Jinja2's
-autoescaping; chart data is passed as JSON, never as markup.
+The page is generic: the variants table, the Pareto standing and the frontier charts are built
+from what the suite kinds declare (objectives, targets, overview columns), and every kind renders
+its own section from its template (`SuiteKind.report_template`), so a new kind reaches the report
+without an edit here. Every string that came from a model, a dataset or a recipe reaches the
+page through Jinja2's autoescaping; chart data is passed as JSON, never as markup.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from harness.pareto import Objective, Standing, Value, standings
 from harness.report import charts
+from harness.results.kinds import kinds
+from harness.results.pareto import Objective, Standing, Value, standings
+from harness.results.rundir import RunDir
 
-OBJECTIVES = [Objective("accuracy", True), Objective("ttft_ms", False),
-              Objective("size_mb", False, min_relative_effect=0.01),
-              Objective("memory_mb", False, min_relative_effect=0.02),
-              Objective("decode_tps", True)]
 TREND_METRICS = {"ttft_p50_ms": "TTFT p50 (ms)", "decode_tokens_per_s_p50": "decode tok/s",
                  "size_mb": "size (MB)", "peak_memory_delta_mb": "peak memory delta (MiB)"}
+TEMPLATES = Path(__file__).parent / "templates"
 
 
-def primary_accuracy(summary: dict[str, Any]) -> dict[str, Any] | None:
-    accuracy = summary.get("accuracy", {})
-    return next(iter(accuracy.values()), None)
+def objectives() -> list[Objective]:
+    """Every objective the registered kinds contribute, in rank order."""
+    found = {o.name: o for _, kind in kinds() for o in kind.objectives}
+    return sorted(found.values(), key=lambda o: (o.rank, o.name))
 
 
 def objective_values(summary: dict[str, Any]) -> dict[str, Value]:
     values: dict[str, Value] = {}
-    acc = primary_accuracy(summary)
-    if acc and acc.get("meaningful", True):
-        values["accuracy"] = Value.of(acc["score"], acc.get("ci"))
-    latency = summary.get("latency")
-    if latency:
-        # intervals include process-to-process spread when measured in several processes
-        values["ttft_ms"] = Value.of(latency["ttft_p50_ms"],
-                                     latency.get("ttft_p50_interval") or latency.get("ttft_p50_ci"))
-        values["decode_tps"] = Value.of(latency["decode_tokens_per_s_p50"], latency.get("decode_tokens_per_s_interval")
-                                        or latency.get("decode_tokens_per_s_ci"))
-    if summary.get("size"):
-        values["size_mb"] = Value.of(summary["size"]["total_mb"])
-    if summary.get("memory"):
-        values["memory_mb"] = Value.of(summary["memory"]["model_delta_mb"], summary["memory"]["model_delta_range_mb"])
+    for _, kind in kinds():
+        for name, (value, interval) in kind.objective_values(summary).items():
+            values.setdefault(name, Value.of(value, interval))
     return values
 
 
@@ -71,28 +62,13 @@ def _meets_all(variants: list[dict[str, Any]], runtime: str) -> set[str]:
             and all(t["status"] == "pass" for t in v["runtimes"][runtime]["targets"].values())}
 
 
-def _latency_samples(run_dir: Path, variants: list[dict[str, Any]], runtime: str) -> dict[str, dict[str, list]]:
-    out: dict[str, dict[str, list]] = {"ttft_ms": {}, "decode_token_ms": {}}
-    for v in variants:
-        path = run_dir / "variants" / v["name"] / "result.json"
-        if v["status"] != "ok" or not path.exists():
-            continue
-        suites = json.loads(path.read_text()).get("measurements", {}).get(runtime, {}).get("suites", {})
-        for suite in suites.values():
-            if suite.get("kind") == "latency" and suite.get("status") == "ok":
-                for metric in out:
-                    out[metric][v["name"]] = suite["samples"].get(metric, [])
-                break
-    return out
-
-
-def _history(run_dir: Path, recipe: str) -> tuple[list[str], str]:
+def _history(run: RunDir, recipe: str) -> tuple[list[str], str]:
     """Trend charts from the history database; a note instead when it is unusable or too short."""
     import sqlite3
 
-    from harness.store import history_path, trend
+    from harness.results.history import trend
 
-    path = history_path(run_dir)
+    path = run.history_file
     if not path.exists():
         return [], "no history database yet"
     try:
@@ -107,57 +83,86 @@ def _history(run_dir: Path, recipe: str) -> tuple[list[str], str]:
             if any(r["metric"] == m for r in rows)], f"{len(runs)} runs of '{recipe}'"
 
 
-def _section(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any], runtime: str) -> dict[str, Any]:
+def _kind_sections(summary: dict[str, Any], results: dict[str, dict[str, Any]], plan: dict[str, Any],
+                   runtime: str | None) -> list[dict[str, Any]]:
+    """Each kind that has results here, with its suites, the rows it renders and its own context.
+    `runtime` None: the run-scoped kinds across every runtime."""
+    out = []
+    for name, kind in kinds():
+        if (kind.report_scope == "run") != (runtime is None):
+            continue
+        rows = [{"variant": v, "runtime": rt, "summary": s, "result": results.get(v["name"], {})}
+                for v in summary["variants"] if v["status"] == "ok"
+                for rt, s in v["runtimes"].items() if runtime in (None, rt)]
+        suites = _suites_of_kind(rows, name)
+        if suites:
+            out.append({"kind": name, "template": kind.report_template, "suites": suites, "rows": rows,
+                        "section": kind.section, "headline": kind.headline, "context": kind.report_context(rows, plan)})
+    return out
+
+
+def _suites_of_kind(rows: list[dict[str, Any]], kind: str) -> list[str]:
+    """The suites of `kind` that ran in these rows, in the recipe's order."""
+    found = (suite for row in rows
+             for suite, data in row["result"].get("measurements", {}).get(row["runtime"], {}).get("suites", {}).items()
+             if data.get("kind") == kind)
+    return list(dict.fromkeys(found))
+
+
+def _overview_templates() -> list[str]:
+    """The kinds' templates in objective-rank order, each once (kinds sharing one share its columns)."""
+    ranked = sorted(kinds(), key=lambda item: min((o.rank for o in item[1].objectives), default=1000))
+    return list(dict.fromkeys(kind.report_template for _, kind in ranked))
+
+
+def _section(summary: dict[str, Any], results: dict[str, dict[str, Any]], plan: dict[str, Any],
+             runtime: str) -> dict[str, Any]:
     variants, targets = summary["variants"], summary["targets"]
     points = points_of(variants, runtime)
-    standing = standings(points, OBJECTIVES)
+    found = objectives()
+    standing = standings(points, found)
     base = next((v for v in variants if v["name"] == summary["baseline"]), None)
-    base_acc = primary_accuracy(base["runtimes"].get(runtime, {})) if base and base["status"] == "ok" else None
+    baseline = ({n: value.point for n, value in objective_values(base["runtimes"][runtime]).items()}
+                if base and base["status"] == "ok" and runtime in base["runtimes"] else {})
     meets_all = _meets_all(variants, runtime)
-    latency_rows = [(v["name"], v["runtimes"][runtime]["latency"]) for v in variants
-                    if v["status"] == "ok" and v["runtimes"].get(runtime, {}).get("latency")]
-    samples = _latency_samples(run_dir, variants, runtime)
-    group_rows = [(v["name"], group, r["score"], r["ci"]) for v in variants if v["status"] == "ok"
-                  for acc in list(v["runtimes"].get(runtime, {}).get("accuracy", {}).values())[:1]
-                  for group, r in acc.get("groups", {}).items()]
-    frontier_charts = charts.all_pairs(points, standing, OBJECTIVES, targets,
-                                       base_acc["score"] if base_acc else None, meets_all)
-    other_charts = [charts.ttft_breakdown(latency_rows)] if latency_rows else []
-    if samples["ttft_ms"]:
-        other_charts += [charts.distributions(samples["ttft_ms"], "TTFT per iteration", "ms"),
-                         charts.distributions(samples["decode_token_ms"], "decode time per token", "ms")]
-    if group_rows:
-        other_charts.append(charts.group_accuracy(group_rows))
-    from harness.report.gallery import gallery
-
     return {"runtime": runtime, "standing": {n: standing_text(standing.get(n)) for n in points},
-            "frontier_charts": frontier_charts, "charts": other_charts, "meets_all": sorted(meets_all),
-            "gallery": gallery(run_dir, manifest, variants, summary["baseline"], runtime)}
+            "frontier_charts": charts.all_pairs(points, standing, found, targets, baseline, meets_all),
+            "meets_all": sorted(meets_all), "kinds": _kind_sections(summary, results, plan, runtime),
+            "objectives": [o.title for o in found]}
 
 
-def render_report(run_dir: Path, summary: dict[str, Any]) -> Path:
+def render_report(run: RunDir, plan: dict[str, Any], summary: dict[str, Any],
+                  results: dict[str, dict[str, Any]]) -> Path:
+    """Write `report.html` from the summary and the variants' results `finish` already read."""
     import jinja2
     from plotly.offline import get_plotlyjs
 
-    from harness.runner import open_run_dir
-
-    manifest = open_run_dir(run_dir)
     variants = summary["variants"]
     runtimes = sorted({r for v in variants for r in v["runtimes"]}) or ["torch-eager"]
-    sections = [_section(run_dir, manifest, summary, runtime) for runtime in runtimes]
-    trend_charts, history_note = _history(run_dir, summary["recipe"])
+    sections = [_section(summary, results, plan, runtime) for runtime in runtimes]
+    trend_charts, history_note = _history(run, summary["recipe"])
     # training happens once per variant, whatever runtimes measure it: one chart per training step
     training_charts = [charts.training(v["name"], record) for v in variants for record in v.get("training", [])]
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader([TEMPLATES, *_plugin_template_dirs()]),
                              autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["num"] = lambda x, d=2: "–" if x is None else f"{x:.{d}f}"
-    env_file = run_dir / "environment.json"
-    environment = json.loads(env_file.read_text()) if env_file.exists() else {}
-    recipe_text = (run_dir / "recipe.yaml").read_text() if (run_dir / "recipe.yaml").exists() else ""
+    env.globals["charts"] = charts
     html = env.get_template("report.html.j2").render(
-        summary=summary, sections=sections, plotly_js=get_plotlyjs(), environment=environment,
-        recipe_text=recipe_text, variants=variants, trend_charts=trend_charts, history_note=history_note,
-        training_charts=training_charts)
-    out = run_dir / "report.html"
-    out.write_text(html, encoding="utf-8")
-    return out
+        summary=summary, sections=sections, plotly_js=get_plotlyjs(), environment=run.read_environment(),
+        recipe_text=run.recipe_text(), variants=variants, trend_charts=trend_charts, history_note=history_note,
+        training_charts=training_charts, overview_templates=_overview_templates(),
+        run_sections=_kind_sections(summary, results, plan, None))
+    run.report_file.write_text(html, encoding="utf-8")
+    return run.report_file
+
+
+def _plugin_template_dirs() -> list[Path]:
+    """Folders of kinds defined outside the harness: a plugin kind's template sits next to its module."""
+    import inspect
+
+    dirs = []
+    for _, kind in kinds():
+        folder = Path(inspect.getfile(type(kind))).parent
+        if folder != TEMPLATES.parent.parent / "suites":
+            dirs.append(folder)
+    return list(dict.fromkeys(dirs))

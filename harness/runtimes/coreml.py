@@ -27,7 +27,7 @@ NEEDS_MACOS = ("needs macOS: Core ML prediction is only supported on macOS; the 
 
 
 class CoremlBackend:
-    """The `_loop` backend protocol over three MLModels (macOS only)."""
+    """The generation loop's backend protocol (`harness.exporting.loop`) over three MLModels (macOS only)."""
 
     def __init__(self, models: dict[str, Any], facts: dict[str, Any]) -> None:
         import numpy as np
@@ -104,7 +104,7 @@ class Coreml:
             raise RuntimeBackendError(f"HARNESS_COREML_UNITS={units!r}: use one of {', '.join(UNITS)}")
         from transformers import AutoProcessor
 
-        from harness.runtimes._loop import LoopSession
+        from harness.exporting.loop import LoopSession
 
         models = {}
         for name in GENERATION_GRAPHS:

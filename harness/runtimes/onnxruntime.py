@@ -1,5 +1,5 @@
 """ONNX Runtime (CPU) over a variant's `exports/onnx/` graphs: one InferenceSession per graph
-(vision, embed, decoder), driven by the shared generation loop (`_loop.py`).
+(vision, embed, decoder), driven by the shared generation loop (`harness.exporting.loop`).
 
 Session options are recorded in `info()`: intra-op threads follow torch's thread setting (the
 same `HARNESS_THREADS` the torch runtime uses, so the two are compared on equal threads),
@@ -20,7 +20,7 @@ LEVELS = ("disable", "basic", "extended", "all")
 
 
 class OrtBackend:
-    """The `_loop` backend protocol over three InferenceSessions."""
+    """The generation loop's backend protocol (`harness.exporting.loop`) over three InferenceSessions."""
 
     def __init__(self, sessions: dict[str, Any], facts: dict[str, Any]) -> None:
         from harness.exporting.onnx import decoder_names
@@ -84,7 +84,7 @@ class OnnxRuntime:
         from transformers import AutoProcessor
 
         from harness.exporting import GENERATION_GRAPHS, generation_graphs
-        from harness.runtimes._loop import LoopSession
+        from harness.exporting.loop import LoopSession
 
         folder, manifest, graphs = generation_graphs(artifact, "onnx", "export-onnx")
         options = self._options()

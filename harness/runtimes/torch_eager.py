@@ -13,7 +13,7 @@ class TorchEager:
     accepts: ClassVar[tuple[str, ...]] = ("torch",)
 
     def load(self, artifact: Path) -> Any:
-        from harness.artifacts import load_variant
+        from harness.build.artifact import load_variant
 
         return load_variant(artifact)
 

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-Component = Literal["vision", "projector", "llm"]
-COMPONENTS: tuple[str, ...] = ("vision", "projector", "llm")
-#: Artifact formats. A variant always keeps its torch weights; an export step *adds* a format
-#: (files under `<artifact>/exports/<fmt>/`), a step that consumes and produces the same
-#: non-torch format rewrites that export in place (e.g. `ort-quant`).
-FORMATS: tuple[str, ...] = ("torch", "onnx", "tflite", "coreml")
+from harness.spec.vocabulary import COMPONENTS, FORMATS, Component
+
+__all__ = ["COMPONENTS", "FORMATS", "Component", "Step", "StepConfig", "StepContext", "apply_step"]
 
 
 class StepConfig(BaseModel):

@@ -55,14 +55,14 @@ class TrainStepConfig(StepConfig):
 def training_rows(config: TrainStepConfig, step: str, data_dir: Path | None) -> Any:
     """The training split through `datasets`, checked for the VQA columns, shuffled and cut."""
     from harness.steps._calibration import step_rows
-    from harness.training_data import REQUIRED_COLUMNS
+    from harness.training.batches import REQUIRED_COLUMNS
 
     return step_rows(config.dataset, config.items, config.seed, step, data_dir, REQUIRED_COLUMNS, "training")
 
 
 def batcher_for(loaded: Any, rows: Any, step: str) -> Any:
     from harness.errors import DataError
-    from harness.training_data import VQABatcher
+    from harness.training.batches import VQABatcher
 
     try:
         return VQABatcher(loaded.processor, rows)
@@ -107,7 +107,7 @@ def run_training(config: TrainStepConfig, loaded: Any, batcher: Any, ctx: StepCo
 
 def _validation(config: TrainStepConfig, loaded: Any, ctx: StepContext) -> Any:
     from harness.data.sources import load_split
-    from harness.suites.accuracy import evaluate_exact_match
+    from harness.training.evaluate import evaluate_exact_match
 
     rows = load_split(config.eval_dataset, ctx.data_dir)
     rows = rows.select(range(min(config.eval_items, len(rows))))

@@ -61,7 +61,7 @@ class Finetune(Step):
 
     def _lora(self, config: FinetuneConfig, model: Any, batcher: Any, ctx: StepContext) -> None:
         from harness.errors import require
-        from harness.steps.quantize import linear_layers
+        from harness.steps._layers import linear_layers
 
         peft = require("peft", "train", f"step '{STEP}' with lora")
         names = [n for names in linear_layers(model, self.targets(config), config.ignore).values() for n in names]

@@ -118,9 +118,8 @@ def _calibration_data(model: Any, config: LitertQuantConfig, folder: Path, manif
     import torch
 
     from harness.exporting import GENERATION_GRAPHS
-    from harness.exporting.litert import Signature, open_interpreter
-    from harness.runtimes._loop import LoopSession
-    from harness.runtimes.litert import LiteRTBackend
+    from harness.exporting.litert import LiteRTBackend, Signature, open_interpreter
+    from harness.exporting.loop import LoopSession
 
     graphs = manifest["graphs"]
     missing = [g for g in GENERATION_GRAPHS if g not in graphs]

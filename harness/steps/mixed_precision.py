@@ -30,6 +30,7 @@ from harness.errors import ModelLoadError, StepError
 from harness.registries import STEPS
 from harness.steps._base import COMPONENTS, Step, StepConfig, StepContext
 from harness.steps._calibration import CalibrationSpec
+from harness.steps._layers import check_ignore, linear_layers
 
 STEP = "mixed-precision"
 KEEP = 16  # "16 bits" = leave the layer float, as stored
@@ -119,7 +120,7 @@ def _llm_inputs(model: Any, batches: list[dict[str, Any]]) -> list[dict[str, Any
     def hook(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
         captured.append({k: v.detach().clone() for k, v in kwargs.items() if isinstance(v, torch.Tensor)})
 
-    handle = model.model.model.language_model.register_forward_pre_hook(hook, with_kwargs=True)
+    handle = model.llm.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         with torch.inference_mode():
             for batch in batches:
@@ -140,8 +141,8 @@ def _log_probs(model: Any, batches: list[dict[str, Any]], llm_inputs: list[dict[
             if llm_inputs is None:
                 logits = model.model(**batch, use_cache=False).logits
             else:
-                hidden = model.model.model.language_model(**llm_inputs[index], use_cache=False).last_hidden_state
-                logits = model.model.lm_head(hidden)
+                hidden = model.llm(**llm_inputs[index], use_cache=False).last_hidden_state
+                logits = model.lm_head(hidden)
             out.append(torch.log_softmax(logits.float()[batch["attention_mask"].bool()], dim=-1))
     return out
 
@@ -225,7 +226,6 @@ def apply_assignment(model: Any, assignment: dict[str, int], group_size: int, re
 
     Returns that step's records per width (what replay hands back in `saved`) and its notes.
     """
-    from harness.steps.quantize import linear_layers
     from harness.steps.weight_quant import WeightQuant, WeightQuantConfig
 
     records: dict[str, Any] = {}
@@ -251,10 +251,12 @@ def apply_assignment(model: Any, assignment: dict[str, int], group_size: int, re
 
 
 def _summary(assignment: dict[str, int]) -> str:
+    """Layer names per width, shortened for the notes: decoder layer i's modules as `Li.…`."""
+    from harness.steps.weight_quant import LLM_BLOCKS
+
     parts = []
     for width in sorted(set(assignment.values())):
-        names = [n.removeprefix("model.").replace("language_model.layers.", "L") for n, b in assignment.items()
-                 if b == width]
+        names = [n.replace(LLM_BLOCKS, "L").removeprefix("model.") for n, b in assignment.items() if b == width]
         label = "float" if width == KEEP else f"INT{width}"
         parts.append(f"{label} ({len(names)}): {', '.join(names)}")
     return "; ".join(parts)
@@ -279,13 +281,8 @@ class MixedPrecision(Step):
             ctx.note(f"{STEP}: {len(assignment)} layers rebuilt from the recorded assignment")
             return
         from harness.steps._calibration import calibration_batches
-        from harness.steps.quantize import linear_layers
 
-        for pattern in config.ignore:
-            import fnmatch
-
-            if not any(fnmatch.fnmatch(n, pattern) for n, _ in model.model.named_modules()):
-                raise StepError(f"step '{STEP}': ignore pattern '{pattern}' matches no module; fix or remove it")
+        check_ignore(STEP, model, config.ignore)
         layers = linear_layers(model, self.targets(config), config.ignore)
         names = [n for per in layers.values() for n in per]
         if not names:

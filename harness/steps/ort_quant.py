@@ -152,17 +152,16 @@ def _calibration_feeds(loaded: Any, config: OrtQuantConfig, ctx: StepContext,
     from harness.exporting.onnx import decoder_names
     from harness.steps._calibration import calibration_batches
 
-    model = loaded.model
     kv_heads, head_dim = int(facts["kv_heads"]), int(facts["head_dim"])
     past_names, _ = decoder_names(int(facts["num_layers"]))
     feeds: dict[str, list[dict[str, Any]]] = {"vision": [], "decoder": []}
     with torch.inference_mode():
         for batch in calibration_batches(loaded, config.calibration, "ort-quant", ctx.data_dir):
             feeds["vision"].append({"pixel_values": batch["pixel_values"].float().numpy()})  # graphs are fp32
-            features = model.model.get_image_features(pixel_values=batch["pixel_values"]).pooler_output
+            features = loaded.image_features(batch["pixel_values"]).pooler_output
             ids, mask = batch["input_ids"], batch["attention_mask"]
-            embeds = model.get_input_embeddings()(ids)
-            image_mask = (ids == model.config.image_token_id).unsqueeze(-1)
+            embeds = loaded.embed_tokens(ids)
+            image_mask = (ids == loaded.model.config.image_token_id).unsqueeze(-1)
             embeds = embeds.masked_scatter(image_mask, features.to(embeds.dtype))
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             empty = np.zeros((ids.shape[0], kv_heads, 0, head_dim), dtype=np.float32)

@@ -12,16 +12,17 @@ accuracy. Replay has nothing to rebuild: the zeros are in the saved weights.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from harness.errors import StepError
+from harness.models.fastvlm import is_plain_tensor
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
 from harness.steps._calibration import CalibrationSpec
+from harness.steps._layers import check_ignore, component_layers
 
 NM = re.compile(r"^(\d+):(\d+)$")
 
@@ -45,22 +46,13 @@ def prunable_layers(model: Any, components: tuple[str, ...], ignore: list[str], 
     """Component → {qualified name: module} of the weights to prune, after `ignore`."""
     import torch
 
+    check_ignore(step, model, ignore)
     kinds: tuple[type, ...] = (torch.nn.Linear, torch.nn.Conv2d) if include_conv else (torch.nn.Linear,)
-    names = [n for n, _ in model.model.named_modules()]
-    for pattern in ignore:
-        if not any(fnmatch.fnmatch(n, pattern) for n in names):
-            raise StepError(f"step '{step}': ignore pattern '{pattern}' matches no module; "
-                            "check the name (see model.named_modules())")
-    found: dict[str, dict[str, Any]] = {}
-    for component in components:
-        found[component] = {}
-        for prefix, root in model.component_modules(component).items():
-            for name, module in root.named_modules():
-                qualified = f"{prefix}.{name}" if name else prefix
-                if isinstance(module, kinds) and not any(fnmatch.fnmatch(qualified, p) for p in ignore):
-                    if type(module.weight) not in (torch.Tensor, torch.nn.Parameter):
-                        raise StepError(f"step '{step}': '{qualified}' is already quantized; prune before quantize")
-                    found[component][qualified] = module
+    found = component_layers(model, components, ignore, kinds)
+    for modules in found.values():
+        for qualified, module in modules.items():
+            if not is_plain_tensor(module.weight):
+                raise StepError(f"step '{step}': '{qualified}' is already quantized; prune before quantize")
     return found
 
 

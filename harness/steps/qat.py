@@ -18,8 +18,8 @@ from pydantic import Field, field_validator
 from harness.errors import StepError
 from harness.registries import STEPS
 from harness.steps._base import Step, StepContext
+from harness.steps._layers import check_group_size, linear_layers, replace_module
 from harness.steps._training import TrainStepConfig, batcher_for, run_training, training_rows
-from harness.steps.quantize import check_group_size, linear_layers, replace_module
 
 STEP = "qat"
 

@@ -8,12 +8,12 @@ Convolutions are untouched: a conv-only target is reported as unchanged, not pre
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Any, ClassVar, Literal
 
 from harness.errors import StepError
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
+from harness.steps._layers import check_ignore, linear_layers
 
 
 class QuantizeConfig(StepConfig):
@@ -30,38 +30,6 @@ def _torchao_config(method: str) -> Any:
         return quantization.Int8DynamicActivationInt8WeightConfig()
     return quantization.Int8WeightOnlyConfig()
 
-
-def linear_layers(model: Any, components: tuple[str, ...], ignore: list[str]) -> dict[str, list[str]]:
-    """Qualified names of the Linear layers per target component, minus `ignore` patterns."""
-    import torch
-
-    found: dict[str, list[str]] = {c: [] for c in components}
-    for component in components:
-        for prefix, root in model.component_modules(component).items():
-            for name, module in root.named_modules():
-                qualified = f"{prefix}.{name}" if name else prefix
-                if isinstance(module, torch.nn.Linear) and not any(
-                        fnmatch.fnmatch(qualified, p) for p in ignore):
-                    found[component].append(qualified)
-    return found
-
-
-
-def check_group_size(step: str, loaded: Any, names: list[str], group_size: int) -> None:
-    """Group-wise weight quantization needs every chosen Linear's in_features split into whole groups."""
-    if group_size == -1:  # per channel: one group per row
-        return
-    for name in names:
-        in_features = loaded.model.get_submodule(name).in_features
-        if in_features % group_size:
-            raise StepError(f"step '{step}': group_size {group_size} does not divide in_features "
-                            f"{in_features} of layer '{name}'; use a divisor of it, -1, or ignore that layer")
-
-
-def replace_module(root: Any, qualified_name: str, module: Any) -> None:
-    """Put `module` at `qualified_name` inside `root` (how a step swaps one layer for its quantized form)."""
-    parent, _, leaf = qualified_name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, leaf, module)
 
 @STEPS.register("quantize", "torchao INT8 (dynamic activations or weight-only) on Linear layers")
 class Quantize(Step):
@@ -81,9 +49,7 @@ class Quantize(Step):
         if not chosen:
             raise StepError(f"step 'quantize': no Linear layer in {list(layers)} after ignore "
                             f"{config.ignore}; change targets or ignore")
-        for pattern in config.ignore:
-            if not any(fnmatch.fnmatch(n, pattern) for n, _ in model.model.named_modules()):
-                raise StepError(f"step 'quantize': ignore pattern '{pattern}' matches no module")
+        check_ignore("quantize", model, config.ignore)
         quantize_(model.model, _torchao_config(config.method),
                   filter_fn=lambda module, fqn: fqn in chosen)
         for component, names in layers.items():

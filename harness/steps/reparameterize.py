@@ -33,7 +33,7 @@ class Reparameterize(Step):
 
         if set(self.targets(config)) != {"vision"}:
             raise StepError("step 'reparameterize' applies to the vision component only; set targets: [vision]")
-        tower = model.model.model.vision_tower.timm_model
+        tower = model.vision.timm_model
         tower.eval()
         before = sum(1 for _ in tower.modules())
         reparameterize_model(tower, inplace=True)

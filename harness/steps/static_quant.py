@@ -27,13 +27,14 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from harness.errors import ModelLoadError, StepError
+from harness.models.fastvlm import MODULE_PATHS
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
 from harness.steps._calibration import CalibrationSpec
+from harness.steps._layers import replace_module
 
 STEP = "static-int8"
 SUPPORTED = ("vision", "projector")
-MODULE_PATHS = {"vision": "model.vision_tower", "projector": "model.multi_modal_projector"}
 QPARAM_OPS = ("quantize_per_tensor", "dequantize_per_tensor")
 
 
@@ -50,47 +51,6 @@ class StaticInt8Config(StepConfig):
                              "length and KV cache are not exportable for static INT8); use step 'quantize' "
                              "or a weight-only step for the llm")
         return targets
-
-
-_CLASSES: tuple[Any, Any] | None = None
-
-
-def _torch_modules() -> tuple[Any, Any]:
-    """The wrapper classes, defined lazily so that importing this file imports no torch."""
-    global _CLASSES
-    if _CLASSES is None:
-        import torch
-        from transformers.models.timm_wrapper.modeling_timm_wrapper import TimmWrapperModelOutput
-
-        class StaticInt8Graph(torch.nn.Module):
-            """A converted PT2E graph standing in for a component; vision returns the tower's output type."""
-
-            def __init__(self, graph: Any, vision: bool) -> None:
-                super().__init__()
-                self.graph = graph
-                self.vision = vision
-
-            def train(self, mode: bool = True) -> Any:
-                """Exported graphs refuse `.train()`/`.eval()`; the converted graph is inference-only."""
-                self.training = mode
-                return self
-
-            def forward(self, pixel_values: Any, *args: Any, **kwargs: Any) -> Any:
-                out = self.graph(pixel_values)
-                return TimmWrapperModelOutput(last_hidden_state=out) if self.vision else out
-
-        class VisionCore(torch.nn.Module):
-            """The vision tower as a tensor → tensor function (what get_image_features reads)."""
-
-            def __init__(self, tower: Any) -> None:
-                super().__init__()
-                self.tower = tower
-
-            def forward(self, pixel_values: Any) -> Any:
-                return self.tower(pixel_values, return_dict=True).last_hidden_state
-
-        _CLASSES = (StaticInt8Graph, VisionCore)
-    return _CLASSES
 
 
 def is_static_int8(module: Any) -> bool:
@@ -231,7 +191,7 @@ def _capture_inputs(model: Any, components: tuple[str, ...], batches: list[dict[
     captured: dict[str, list[Any]] = {c: [] for c in components}
     handles = []
     for component in components:
-        module = model.model.get_submodule(MODULE_PATHS[component])
+        module = model.module(component)
         handles.append(module.register_forward_pre_hook(
             lambda _m, args, kwargs, c=component: captured[c].append((args[0] if args else
                                                                       kwargs["pixel_values"]).detach().clone()),
@@ -239,7 +199,7 @@ def _capture_inputs(model: Any, components: tuple[str, ...], batches: list[dict[
     try:
         with torch.no_grad():
             for batch in batches:
-                model.model.model.get_image_features(pixel_values=batch["pixel_values"])
+                model.image_features(batch["pixel_values"])
     finally:
         for handle in handles:
             handle.remove()
@@ -247,14 +207,15 @@ def _capture_inputs(model: Any, components: tuple[str, ...], batches: list[dict[
 
 
 def _replace(model: Any, component: str, new: Any) -> None:
-    from harness.steps.quantize import replace_module
-
     replace_module(model.model, MODULE_PATHS[component], new)
 
 
 def _component_core(model: Any, component: str) -> Any:
-    module = model.model.get_submodule(MODULE_PATHS[component])
-    return _torch_modules()[1](module).eval() if component == "vision" else module.eval()
+    """What is exported for a component: the projector as it is, the tower as a tensor function."""
+    from harness.steps._static_modules import VisionCore
+
+    module = model.module(component)
+    return VisionCore(module).eval() if component == "vision" else module.eval()
 
 
 def _weight_bytes(tensors: Any) -> int:
@@ -274,9 +235,10 @@ class StaticInt8(Step):
     def apply(self, config: StaticInt8Config, model: Any, ctx: StepContext) -> None:
         import torch
 
+        from harness.steps._static_modules import StaticInt8Graph
+
         components = self.targets(config)
         self._check(components, model)
-        wrapper = _torch_modules()[0]
         if ctx.replay:
             self._replay(components, model, ctx)
             return
@@ -302,7 +264,7 @@ class StaticInt8(Step):
             ctx.record[component] = {
                 "input_shape": list(inputs[0].shape[1:]),
                 "qparams": [[float(n.args[1]), int(n.args[2])] for n in nodes]}
-            _replace(model, component, wrapper(graph, vision=component == "vision"))
+            _replace(model, component, StaticInt8Graph(graph, vision=component == "vision"))
             ops = [str(n.target) for n in graph.graph.nodes if n.op == "call_function"]
             int8_weights = [t for _, t in graph.named_buffers() if t.dtype == torch.int8]
             ctx.note(f"{component}: static INT8 ({sum('conv2d' in o for o in ops)} conv, "
@@ -323,7 +285,7 @@ class StaticInt8(Step):
             raise StepError(f"step '{STEP}': {unsupported} not supported (LLM: dynamic sequence length and KV cache "
                             "are not exportable for static INT8); set targets to a subset of [vision, projector]")
         for component in components:
-            module = model.model.get_submodule(MODULE_PATHS[component])
+            module = model.module(component)
             if is_static_int8(module):
                 raise StepError(f"step '{STEP}': '{component}' is already static INT8; apply the step once")
             dtypes = {p.dtype for p in module.parameters()}
@@ -336,7 +298,8 @@ class StaticInt8(Step):
         """Rebuild the same converted graphs from the skeleton; the saved tensors overwrite its weights."""
         import torch
 
-        wrapper = _torch_modules()[0]
+        from harness.steps._static_modules import StaticInt8Graph
+
         generator = torch.Generator().manual_seed(0)
         for component in components:
             saved = ctx.record.get(component)
@@ -351,5 +314,5 @@ class StaticInt8(Step):
             for node, (scale, zero_point) in zip(nodes, saved["qparams"]):
                 node.args = (node.args[0], scale, zero_point, *node.args[3:])
             graph.recompile()
-            _replace(model, component, wrapper(graph, vision=component == "vision"))
+            _replace(model, component, StaticInt8Graph(graph, vision=component == "vision"))
             ctx.note(f"{component}: static INT8 graph rebuilt; {len(nodes)} activation quantizers from the record")

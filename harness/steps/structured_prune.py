@@ -13,6 +13,7 @@ decision (what was removed, per layer, in the numbering at the time of the step)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -111,6 +112,91 @@ def _calibrate(model: Any, config: StructuredPruneConfig, ctx: StepContext, modu
     return {name: (num / den) ** 0.5 if den else 0.0 for name, (num, den) in change.items()}
 
 
+@dataclass(frozen=True)
+class _HeadShape:
+    """A decoder layer's attention layout before pruning: query heads, KV heads, head width."""
+
+    heads: int
+    kv: int
+    head_dim: int
+
+    @property
+    def group(self) -> int:
+        """Query heads per KV head."""
+        return self.heads // self.kv
+
+    def units(self, head_unit: str) -> int:
+        """Removable units per layer: KV groups (a KV head with its queries), or query positions in a group."""
+        return self.kv if head_unit == "kv-group" else self.group
+
+    def query_heads(self, head_unit: str, unit: int) -> range:
+        """The query heads of one unit: a KV group's, or the unit-th query of every group."""
+        if head_unit == "kv-group":
+            return range(unit * self.group, (unit + 1) * self.group)
+        return range(unit, self.heads, self.group)
+
+
+def _choose_heads(config: StructuredPruneConfig, model: Any, ctx: StepContext, layers: Any,
+                  shape: _HeadShape) -> dict[int, list[int]]:
+    """Layer index → the head units to remove: the recipe's `heads`, or the `amount` lowest-scoring."""
+    units = shape.units(config.head_unit)
+    if units == 1:
+        other = "query" if config.head_unit == "kv-group" else "kv-group"
+        raise StepError(f"{STEP}: with {shape.heads} heads and {shape.kv} KV heads there is one {config.head_unit} "
+                        f"unit per layer, so none can be removed; use head_unit: {other}")
+    count = _count(config.amount, units, f"{config.head_unit} units") if config.amount is not None else None
+    fixed = _explicit(config.heads, units, config.head_unit) if config.heads is not None else None
+    if fixed is not None:
+        return {index: fixed for index in range(len(layers))}
+    norms = {}
+    if config.calibration is not None:
+        norms = _calibrate(model, config, ctx, {str(i): layer.self_attn.o_proj for i, layer in enumerate(layers)})
+    return {index: _lowest(_head_scores(layer.self_attn, norms.get(str(index)), config.head_unit, shape), count)
+            for index, layer in enumerate(layers)}
+
+
+def _head_scores(attn: Any, norms: Any, head_unit: str, shape: _HeadShape) -> list[float]:
+    """Importance of each head unit of one attention block. With calibration `norms` (o_proj's input
+    channel norms): what the unit writes through o_proj. Without: weight norms of its q and o_proj
+    slices, plus its k and v rows for a KV group."""
+    o_cols = attn.o_proj.weight.detach().float().norm(dim=0)  # per input column of o_proj
+    if norms is not None:
+        o_cols = o_cols * norms
+    q_rows = attn.q_proj.weight.detach().float().norm(dim=1)
+    k_rows = attn.k_proj.weight.detach().float().norm(dim=1)
+    v_rows = attn.v_proj.weight.detach().float().norm(dim=1)
+    scores = []
+    for unit in range(shape.units(head_unit)):
+        cols = [h * shape.head_dim + d for h in shape.query_heads(head_unit, unit) for d in range(shape.head_dim)]
+        score = float(o_cols[cols].sum()) if norms is not None else float(q_rows[cols].norm() + o_cols[cols].norm())
+        if head_unit == "kv-group" and norms is None:
+            kv_rows = slice(unit * shape.head_dim, (unit + 1) * shape.head_dim)
+            score += float(k_rows[kv_rows].norm() + v_rows[kv_rows].norm())
+        scores.append(score)
+    return scores
+
+
+def _keep_heads(attn: Any, drop: set[int], head_unit: str, shape: _HeadShape) -> None:
+    """Slice one attention block down to the head units not in `drop` (q/k/v rows, o_proj columns)."""
+    import torch
+
+    group, head_dim = shape.group, shape.head_dim
+    if head_unit == "kv-group":
+        kept_kv = [g for g in range(shape.kv) if g not in drop]
+        kept_q = [h for g in kept_kv for h in range(g * group, (g + 1) * group)]
+    else:
+        kept_kv = list(range(shape.kv))
+        kept_q = [h for h in range(shape.heads) if h % group not in drop]
+    rows = torch.tensor([h * head_dim + d for h in kept_q for d in range(head_dim)])
+    kv_rows = torch.tensor([g * head_dim + d for g in kept_kv for d in range(head_dim)])
+    _slice(attn.q_proj, 0, rows)
+    _slice(attn.o_proj, 1, rows)
+    _slice(attn.k_proj, 0, kv_rows)
+    _slice(attn.v_proj, 0, kv_rows)
+    attn.num_key_value_groups = len(kept_q) // len(kept_kv)
+    attn.head_dim = head_dim
+
+
 def _norm(t: Any) -> float:
     return float(t.detach().float().norm())
 
@@ -152,71 +238,21 @@ class StructuredPrune(Step):
 
     # --- attention heads -------------------------------------------------------------------
     def _heads(self, config: StructuredPruneConfig, model: Any, ctx: StepContext) -> None:
-        import torch
-
         text = model.model.config.text_config
-        layers = model.model.model.language_model.layers
-        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-        heads, kv = text.num_attention_heads, text.num_key_value_heads
-        group = heads // kv
-        units = kv if config.head_unit == "kv-group" else group
+        layers = model.llm.layers
+        shape = _HeadShape(heads=text.num_attention_heads, kv=text.num_key_value_heads,
+                           head_dim=getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads)
         if ctx.replay:
             removed = {int(k): v for k, v in ctx.record["removed"].items()}
         else:
-            if units == 1:
-                other = "query" if config.head_unit == "kv-group" else "kv-group"
-                raise StepError(f"{STEP}: with {heads} heads and {kv} KV heads there is one {config.head_unit} "
-                                f"unit per layer, so none can be removed; use head_unit: {other}")
-            count = _count(config.amount, units, f"{config.head_unit} units") if config.amount is not None else None
-            fixed = _explicit(config.heads, units, config.head_unit) if config.heads is not None else None
-            norms = {}
-            if config.calibration is not None and fixed is None:
-                modules = {str(i): layer.self_attn.o_proj for i, layer in enumerate(layers)}
-                norms = _calibrate(model, config, ctx, modules)
-            removed = {}
-            for index, layer in enumerate(layers):
-                attn = layer.self_attn
-                if fixed is not None:
-                    removed[index] = fixed
-                    continue
-                o_cols = attn.o_proj.weight.detach().float().norm(dim=0)  # per input column of o_proj
-                if norms:
-                    o_cols = o_cols * norms[str(index)]
-                q_rows = attn.q_proj.weight.detach().float().norm(dim=1)
-                k_rows = attn.k_proj.weight.detach().float().norm(dim=1)
-                v_rows = attn.v_proj.weight.detach().float().norm(dim=1)
-                scores = []
-                for unit in range(units):
-                    q_heads = range(unit * group, (unit + 1) * group) if config.head_unit == "kv-group" \
-                        else range(unit, heads, group)
-                    cols = [h * head_dim + d for h in q_heads for d in range(head_dim)]
-                    score = float(o_cols[cols].sum()) if norms else float(q_rows[cols].norm() + o_cols[cols].norm())
-                    if config.head_unit == "kv-group" and not norms:
-                        kv_rows = slice(unit * head_dim, (unit + 1) * head_dim)
-                        score += float(k_rows[kv_rows].norm() + v_rows[kv_rows].norm())
-                    scores.append(score)
-                removed[index] = _lowest(scores, count)
+            removed = _choose_heads(config, model, ctx, layers, shape)
             ctx.record.update({"head_unit": config.head_unit, "removed": {str(k): v for k, v in removed.items()}})
         for index, layer in enumerate(layers):
-            attn = layer.self_attn
-            drop = set(removed[index])
-            if config.head_unit == "kv-group":
-                kept_kv = [g for g in range(kv) if g not in drop]
-                kept_q = [h for g in kept_kv for h in range(g * group, (g + 1) * group)]
-            else:
-                kept_kv = list(range(kv))
-                kept_q = [h for h in range(heads) if h % group not in drop]
-            rows = torch.tensor([h * head_dim + d for h in kept_q for d in range(head_dim)])
-            kv_rows = torch.tensor([g * head_dim + d for g in kept_kv for d in range(head_dim)])
-            _slice(attn.q_proj, 0, rows)
-            _slice(attn.o_proj, 1, rows)
-            _slice(attn.k_proj, 0, kv_rows)
-            _slice(attn.v_proj, 0, kv_rows)
-            attn.num_key_value_groups = len(kept_q) // len(kept_kv)
-            attn.head_dim = head_dim
+            _keep_heads(layer.self_attn, set(removed[index]), config.head_unit, shape)
+        heads, kv, group = shape.heads, shape.kv, shape.group
         new_kv = kv - len(removed[0]) if config.head_unit == "kv-group" else kv
         new_heads = new_kv * (group if config.head_unit == "kv-group" else group - len(removed[0]))
-        text.head_dim = head_dim  # no longer hidden_size // num_attention_heads
+        text.head_dim = shape.head_dim  # no longer hidden_size // num_attention_heads
         text.num_attention_heads, text.num_key_value_heads = new_heads, new_kv
         ctx.note(f"llm: attention heads {heads} -> {new_heads}, KV heads {kv} -> {new_kv} per layer "
                  f"({config.head_unit} units removed per layer: "
@@ -227,7 +263,7 @@ class StructuredPrune(Step):
         import torch
 
         text = model.model.config.text_config
-        layers = model.model.model.language_model.layers
+        layers = model.llm.layers
         width = text.intermediate_size
         if ctx.replay:
             removed = {int(k): v for k, v in ctx.record["removed"].items()}
@@ -262,7 +298,7 @@ class StructuredPrune(Step):
         import torch
 
         text = model.model.config.text_config
-        decoder = model.model.model.language_model
+        decoder = model.llm
         total = len(decoder.layers)
         if ctx.replay:
             removed = list(ctx.record["removed"])
@@ -290,7 +326,7 @@ class StructuredPrune(Step):
     def _vision_blocks(self, config: StructuredPruneConfig, model: Any, ctx: StepContext) -> None:
         import torch
 
-        tower = model.model.model.vision_tower.timm_model
+        tower = model.vision.timm_model
         stages = list(tower.stages)
         ids = [(s, b) for s, stage in enumerate(stages) for b in range(len(stage.blocks))]
         if ctx.replay:

@@ -2,9 +2,9 @@
 
 FastVLM's encoder returns a (B, C, H, W) grid that `get_image_features` flattens into H*W tokens
 for the projector; every one of them is a prefill position in the LLM. This step registers a
-parameter-free `TokenMerge` module under the vision tower plus a forward hook that reduces that
-grid: 2x2 (or f x f) average or max pooling, or one-shot ToMe bipartite soft matching (Bolya et
-al. 2023) on the output tokens. Nothing in the state dict changes, so saved weights load as
+parameter-free `TokenMerge` module (`_token_merge.py`) under the vision tower plus a forward hook
+that reduces that grid: 2x2 (or f x f) average or max pooling, or one-shot ToMe bipartite soft
+matching (Bolya et al. 2023) on the output tokens. Nothing in the state dict changes, so saved weights load as
 before; replay re-registers the module and hook.
 
 Pooling uses `ceil_mode=True`: a grid that the factor does not divide keeps its last row/column
@@ -37,69 +37,9 @@ class TokenMergeConfig(StepConfig):
     r: int = Field(0, ge=0, description="tokens to merge away (tome)")
 
 
-def _tome(tokens: Any, r: int) -> Any:
-    """Bipartite soft matching, order-preserving: merge the r most similar A→B pairs (size-weighted).
-
-    Tokens alternate into sets A (even) and B (odd); each A token picks its most cosine-similar B
-    token, the r best-matched A tokens are averaged into their B partner and dropped. Survivors
-    keep their original order, so the LLM sees the same raster order with gaps.
-    """
-    import torch
-
-    batch, count, channels = tokens.shape
-    a, b = tokens[:, ::2], tokens[:, 1::2]
-    normed = tokens / tokens.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    scores = normed[:, ::2] @ normed[:, 1::2].transpose(1, 2)
-    best, partner = scores.max(dim=-1)
-    order = best.argsort(dim=-1, descending=True, stable=True)
-    src = order[:, :r]
-    dst = partner.gather(1, src)
-    moved = a.gather(1, src[..., None].expand(-1, -1, channels))
-    sums = b.clone().scatter_add_(1, dst[..., None].expand(-1, -1, channels), moved)
-    sizes = torch.ones(batch, b.shape[1], 1, dtype=tokens.dtype, device=tokens.device)
-    sizes = sizes.scatter_add(1, dst[..., None], torch.ones(batch, r, 1, dtype=tokens.dtype, device=tokens.device))
-    full = tokens.clone()
-    full[:, 1::2] = sums / sizes
-    keep = torch.ones(batch, count, dtype=torch.bool, device=tokens.device)
-    keep.scatter_(1, 2 * src, False)
-    return full[keep].view(batch, count - r, channels)
-
-
-def _torch_module() -> type:
-    import torch
-
-    class TokenMerge(torch.nn.Module):
-        """Reduces the encoder's (B, C, H, W) output; no parameters, so the state dict is unchanged."""
-
-        def __init__(self, method: str, factor: int, ceil_mode: bool, r: int) -> None:
-            super().__init__()
-            self.method, self.factor, self.ceil_mode, self.r = method, factor, ceil_mode, r
-
-        def out_grid(self, height: int, width: int) -> tuple[int, int]:
-            if self.method == "tome":
-                return 1, height * width - self.r
-            if self.ceil_mode:  # ceil(x / f) == -(-x // f)
-                return -(-height // self.factor), -(-width // self.factor)
-            return height // self.factor, width // self.factor
-
-        def forward(self, grid: Any) -> Any:
-            import torch.nn.functional as F  # noqa: N812
-
-            if self.method == "tome":
-                tokens = grid.flatten(2).transpose(1, 2)  # the same raster order get_image_features uses
-                return _tome(tokens, self.r).transpose(1, 2).unsqueeze(2)
-            pool = F.avg_pool2d if self.method == "avg-pool" else F.max_pool2d
-            return pool(grid, self.factor, self.factor, ceil_mode=self.ceil_mode)
-
-        def extra_repr(self) -> str:
-            return f"method={self.method}, factor={self.factor}, ceil_mode={self.ceil_mode}, r={self.r}"
-
-    return TokenMerge
-
-
 def _hook(module: Any, args: Any, output: Any) -> Any:
     """Vision-tower forward hook: run every registered TokenMerge, in order, on the output grid."""
-    merges = [m for name, m in module.named_children() if name.startswith(MODULE_PREFIX)]
+    merges = merges_of(module)
     if isinstance(output, tuple):
         grid = output[0]
         for merge in merges:
@@ -132,7 +72,7 @@ class TokenMergeStep(Step):
     def apply(self, config: TokenMergeConfig, model: Any, ctx: StepContext) -> None:
         if self.targets(config) != ("vision",):
             raise StepError("step 'token-merge': it acts on the vision output only; drop 'targets' or use [vision]")
-        tower = model.model.get_submodule("model.vision_tower")
+        tower = model.vision
         merges = merges_of(tower)
         base_h, base_w = encoder_grid(model)
         height, width = base_h, base_w
@@ -154,7 +94,9 @@ class TokenMergeStep(Step):
             if not config.ceil_mode and (height % config.factor or width % config.factor):
                 raise StepError(f"step 'token-merge': factor {config.factor} does not divide the {height}x{width} "
                                 f"token grid; set ceil_mode: true or change 'resolution'")
-        merge = _torch_module()(config.method, config.factor, config.ceil_mode, config.r)
+        from harness.steps._token_merge import TokenMerge
+
+        merge = TokenMerge(config.method, config.factor, config.ceil_mode, config.r)
         tower.add_module(f"{MODULE_PREFIX}_{len(merges)}", merge)
         if not merges:
             tower.register_forward_hook(_hook)

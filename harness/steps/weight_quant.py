@@ -17,7 +17,6 @@ On replay the recorded layers are rebuilt as empty `PackedLinear`s; no INC, no d
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import os
 import re
 import tempfile
@@ -27,14 +26,15 @@ from typing import Any, ClassVar, Literal
 from pydantic import field_validator
 
 from harness.errors import StepError
+from harness.models.fastvlm import MODULE_PATHS
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
 from harness.steps._calibration import CalibrationSpec
-from harness.steps.quantize import check_group_size, linear_layers, replace_module
+from harness.steps._layers import check_group_size, check_ignore, linear_layers, replace_module
 
 STEP = "weight-quant"
 GROUP_SIZES = (-1, 16, 32, 64, 128)
-LLM_BLOCKS = "model.language_model.layers."
+LLM_BLOCKS = f"{MODULE_PATHS['llm']}.layers."
 #: AWQ scale absorption inside one Qwen2 decoder block: absorbing module -> absorbed Linear(s).
 QWEN2_ABSORB = {"input_layernorm": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
                 "self_attn.o_proj": "self_attn.o_proj",  # nothing to fold into: kept as an input scale
@@ -127,7 +127,7 @@ def _text_lm(loaded: Any) -> Any:
             out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
             return self.lm_head(out.last_hidden_state)
 
-    return TextLM(loaded.model.model.language_model, loaded.model.lm_head)
+    return TextLM(loaded.llm, loaded.lm_head)
 
 
 def _llm_inputs(loaded: Any, batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -143,7 +143,7 @@ def _llm_inputs(loaded: Any, batches: list[dict[str, Any]]) -> list[dict[str, An
         captured.append({"inputs_embeds": kwargs["inputs_embeds"], "attention_mask": kwargs.get("attention_mask")})
         raise _Captured
 
-    handle = loaded.model.model.language_model.register_forward_pre_hook(hook, with_kwargs=True)
+    handle = loaded.llm.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         with torch.inference_mode():
             for batch in batches:
@@ -173,7 +173,7 @@ def _run_calibrated(loaded: Any, names: list[str], config: WeightQuantConfig, ct
         raise StepError(f"step '{STEP}': calibration produced no batches; give a non-empty dataset")
     inc = _inc()
     wrapper = _text_lm(loaded)
-    local = [n.removeprefix("model.") for n in names]  # names inside the wrapper
+    local = ["language_model" + n.removeprefix(MODULE_PATHS["llm"]) for n in names]  # names inside the wrapper
 
     def run_fn(model: Any) -> None:
         for batch in inputs:
@@ -193,7 +193,7 @@ def _run_calibrated(loaded: Any, names: list[str], config: WeightQuantConfig, ct
 
 def _absorb(loaded: Any, names: list[str]) -> dict[str, Any]:
     """Qwen2 absorption map when every Linear of every block is chosen; else INC's own tracing."""
-    layers = loaded.model.model.language_model.layers
+    layers = loaded.llm.layers
     wanted = {f"{LLM_BLOCKS}{i}.{leaf}" for i in range(len(layers))
               for targets in QWEN2_ABSORB.values() for leaf in ([targets] if isinstance(targets, str) else targets)}
     modules = {name for name, _ in loaded.model.named_modules()}
@@ -202,9 +202,7 @@ def _absorb(loaded: Any, names: list[str]) -> dict[str, Any]:
 
 
 def _check(config: WeightQuantConfig, loaded: Any, chosen: list[str]) -> None:
-    for pattern in config.ignore:
-        if not any(fnmatch.fnmatch(n, pattern) for n, _ in loaded.model.named_modules()):
-            raise StepError(f"step '{STEP}': ignore pattern '{pattern}' matches no module; fix or remove it")
+    check_ignore(STEP, loaded, config.ignore)
     if not chosen:
         raise StepError(f"step '{STEP}': nothing left to quantize (no Linear layer in targets after ignore "
                         f"{config.ignore}); change targets or ignore")

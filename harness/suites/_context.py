@@ -15,7 +15,7 @@ class SuiteContext:
     work_dir: Path
     recipe_dir: Path | None = None
     random_weights: bool = False
-    #: Content hash of the variant (harness.worker.variant_key) and the cache root: the response
+    #: Content hash of the variant (harness.run.worker.variant_key) and the cache root: the response
     #: cache's key ingredient and location; `use_cache` False (--no-cache) bypasses it.
     variant_key: str | None = None
     cache_dir: Path | None = None

@@ -20,10 +20,11 @@ from harness.data.sources import DatasetSpec, data_dirs, load_split
 from harness.errors import DataError
 from harness.metrics._base import corpus_of, score_all
 from harness.registries import METRICS, SUITE_KINDS
-from harness.stats import bootstrap_ci, proportion_ci
+from harness.results.stats import bootstrap_ci, proportion_ci
+from harness.spec.suite_files import SuiteConfig
 from harness.suites import _items
 from harness.suites._context import SuiteContext
-from harness.suites._spec import SuiteConfig
+from harness.suites._scored import ScoredKind
 
 
 class GenerationConfig(BaseModel):
@@ -188,7 +189,7 @@ def _first(values: list[Any]) -> Any:
 
 def _check_images(config: AccuracyConfig, items: list[_items.Prepared], source: ImageSource) -> None:
     """Decode every image once before any generation; keep a content digest for the response cache."""
-    from harness.response_cache import image_hash
+    from harness.suites._response_cache import image_hash
 
     field = "image_path" if config.image_path else "/".join(source.columns)
     todo = [it for it in items if not it.failed]
@@ -299,11 +300,11 @@ def _aggregate(scores: list[float], binary: bool) -> dict[str, Any]:
 
 def model_family(artifact: Path) -> str | None:
     """The base model's `model_type` (fast_vlm, llava_qwen2, ...): what `prompt:` is keyed by."""
-    from harness.artifacts import read_manifest
+    from harness.build.artifact import read_build_record
 
     try:
-        return read_manifest(artifact).get("base_config", {}).get("model_type")
-    except Exception:  # an artifact without a harness manifest (e.g. an exported file): default prompt
+        return read_build_record(artifact).get("base_config", {}).get("model_type")
+    except Exception:  # an artifact without a build record (e.g. an exported file): default prompt
         return None
 
 
@@ -331,7 +332,7 @@ def resolve_image_root(config: AccuracyConfig, recipe_dir: Path | None) -> Path 
 
 
 @SUITE_KINDS.register("accuracy", "score answers on a dataset with a metric, with 95 % CIs and per-group breakdown")
-class Accuracy:
+class Accuracy(ScoredKind):
     Config = AccuracyConfig
 
     def run(self, config: AccuracyConfig, ctx: SuiteContext) -> dict[str, Any]:
@@ -342,7 +343,7 @@ class Accuracy:
         prepared = prepare(config, dataset, family, images)
         valid = [i for i, it in enumerate(prepared) if not it.failed]
         start = time.perf_counter()
-        from harness.response_cache import for_suite
+        from harness.suites._response_cache import for_suite
 
         cache = for_suite(ctx, config.name, config.version)
         answers = predict(ctx.session(), [prepared[i] for i in valid], config, images, cache) if valid else []
@@ -355,14 +356,8 @@ class Accuracy:
         result["meaningful"] = not ctx.random_weights
         return result
 
+    def report_context(self, rows: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, Any]:
+        """The sample gallery: where each variant answers differently from the baseline, with thumbnails."""
+        from harness.suites._gallery import gallery
 
-def evaluate_exact_match(session: Any, dataset: Any, batch_size: int = 32) -> dict[str, Any]:
-    """Exact match overall and per kind (the nano build's own check)."""
-    config = AccuracyConfig(name="nano-vqa", dataset=DatasetSpec(name="nano-vqa"), batch_size=batch_size,
-                            max_new_tokens=4, group_by="kind")
-    images = ImageSource(dataset, image_columns(config), None)
-    prepared = prepare(config, dataset, images=images)
-    answers = predict(session, prepared, config, images)
-    result = score_prepared(config, prepared, dict(enumerate(answers)))
-    return {"exact_match": result["score"], "ci": result["ci"], "n": result["n"],
-            "per_kind": {k: v["score"] for k, v in result["groups"].items()}}
+        return {**super().report_context(rows, plan), "gallery": gallery(rows, plan)}

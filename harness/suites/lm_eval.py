@@ -14,9 +14,10 @@ from pydantic import Field
 
 from harness.errors import ConfigError, DataError
 from harness.registries import SUITE_KINDS
-from harness.stats import bootstrap_ci, proportion_ci
+from harness.results.stats import bootstrap_ci, proportion_ci
+from harness.spec.suite_files import SuiteConfig, search_dirs
 from harness.suites._context import SuiteContext
-from harness.suites._spec import SuiteConfig, search_dirs
+from harness.suites._scored import ScoredKind
 
 
 class LmEvalConfig(SuiteConfig):
@@ -135,7 +136,7 @@ def summarize(config: LmEvalConfig, results: dict[str, Any]) -> dict[str, Any]:
 
 
 @SUITE_KINDS.register("lm-eval", "any lm-eval task (built-in or local YAML) through the fastvlm-harness adapter")
-class LmEval:
+class LmEval(ScoredKind):
     Config = LmEvalConfig
 
     def run(self, config: LmEvalConfig, ctx: SuiteContext) -> dict[str, Any]:
@@ -146,7 +147,7 @@ class LmEval:
         from lm_eval.tasks import TaskManager
 
         from harness.lmeval.adapter import HarnessLM
-        from harness.response_cache import for_suite
+        from harness.suites._response_cache import for_suite
 
         include = resolve_include(config, ctx.recipe_dir)
         defaults = config.include_defaults if config.include_defaults is not None else include is None

@@ -8,14 +8,16 @@ import os
 import statistics
 import subprocess
 import sys
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from harness.errors import RuntimeBackendError
 from harness.registries import SUITE_KINDS
+from harness.results.pareto import Objective
+from harness.spec.suite_files import SuiteConfig
 from harness.suites._context import SuiteContext
-from harness.suites._spec import SuiteConfig
+from harness.suites._kind import HistoryRow, SuiteKind, TargetRule, TargetValue
 
 
 class MemoryConfig(SuiteConfig):
@@ -26,14 +28,21 @@ class MemoryConfig(SuiteConfig):
 
 
 @SUITE_KINDS.register("memory", "peak RSS of load + one answer in a fresh process; absolute and model delta")
-class Memory:
+class Memory(SuiteKind):
     Config = MemoryConfig
+    section: ClassVar[str | None] = "memory_by_suite"
+    headline: ClassVar[str | None] = "memory"
+    targets: ClassVar[dict[str, TargetRule]] = {"max_peak_memory_mb": TargetRule(True, "MiB", "no memory suite")}
+    objectives: ClassVar[tuple[Objective, ...]] = (
+        Objective("memory_mb", False, min_relative_effect=0.02, rank=3, label="peak memory, model delta (MiB)",
+                  target="max_peak_memory_mb"),)
+    report_template: ClassVar[str] = "suites/memory.html.j2"
 
     def run(self, config: MemoryConfig, ctx: SuiteContext) -> dict[str, Any]:
         runs = []
         for _ in range(config.repeats):
             proc = subprocess.run(
-                [sys.executable, "-m", "harness.memprobe", ctx.runtime_name, str(ctx.artifact),
+                [sys.executable, "-m", "harness.suites._memprobe", ctx.runtime_name, str(ctx.artifact),
                  str(config.new_tokens)],
                 capture_output=True, text=True, timeout=config.timeout_s, env={**os.environ})
             if proc.returncode != 0:
@@ -47,3 +56,41 @@ class Memory:
                 "baseline_rss_mb": statistics.median(r["baseline_rss_mb"] for r in runs),
                 "kv_cache_bytes": runs[-1].get("kv_cache_bytes"), "new_tokens": config.new_tokens,
                 "repeats": runs}
+
+    def summarize(self, data: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+        return {"peak_rss_mb": data["peak_rss_mb"], "model_delta_mb": data["model_delta_mb"],
+                "model_delta_range_mb": data["model_delta_range_mb"],
+                "kv_cache_bytes": data.get("kv_cache_bytes"), "new_tokens": data.get("new_tokens")}
+
+    def target_value(self, summary: dict[str, Any], target: str) -> TargetValue:
+        memory = summary.get("memory")
+        if memory is None:
+            return TargetValue(None, why=self.targets[target].missing)
+        return TargetValue(memory["model_delta_mb"], memory["model_delta_range_mb"])
+
+    def objective_values(self, summary: dict[str, Any]) -> dict[str, tuple[float, list[float] | None]]:
+        memory = summary.get("memory")
+        return {"memory_mb": (memory["model_delta_mb"], memory["model_delta_range_mb"])} if memory else {}
+
+    def headline_rows(self, entry: dict[str, Any]) -> list[HistoryRow]:
+        return [("peak_memory_delta_mb", entry.get("model_delta_mb"), None)]
+
+    def history_rows(self, name: str, entry: dict[str, Any]) -> list[HistoryRow]:
+        return [(f"{name}.peak_memory_delta_mb", entry.get("model_delta_mb"), entry.get("model_delta_range_mb"))]
+
+    def compare(self, name: str, old: dict[str, Any], new: dict[str, Any], variant: str, runtime: str,
+                policy: dict[str, Any]) -> list[Any]:
+        """A change counts only when the ratio passes the policy AND the repeats' ranges do not overlap."""
+        from harness.results.compare import IMPROVEMENT, REGRESSION, SAME, Change
+
+        a_low, a_high = old["model_delta_range_mb"]
+        b_low, b_high = new["model_delta_range_mb"]
+        ratio = new["model_delta_mb"] / old["model_delta_mb"] if old["model_delta_mb"] else float("inf")
+        if ratio > policy["memory_ratio"] and b_low > a_high:
+            verdict = REGRESSION
+        elif ratio < 1 / policy["memory_ratio"] and b_high < a_low:
+            verdict = IMPROVEMENT
+        else:
+            verdict = SAME
+        return [Change(variant, runtime, "peak memory delta MiB", verdict, old["model_delta_mb"],
+                       new["model_delta_mb"], f"x{ratio:.3f}", None, "ranges over repeats must not overlap")]

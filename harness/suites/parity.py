@@ -4,21 +4,23 @@ Export steps keep the variant's torch weights, so `load_variant(artifact)` is ex
 export was made from. Measured: the encoder output (projected image features) and the
 first-token logits — max |difference|, max relative to the reference's largest magnitude, and
 cosine per item (min and mean) — and greedy answer agreement on a dataset's items (exact text,
-and exact tokens). The worker adds this suite to every non-torch runtime automatically
-(`suites/parity.yaml`); `parity:` in a recipe gates on it (harness/gate.py).
+and exact tokens). The plan adds this suite to every non-torch runtime automatically
+(`suites/parity.yaml`, decided in the run's plan); `parity:` in a recipe gates on it
+(`Parity.gate_checks`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from harness.data.sources import DatasetSpec, load_split
 from harness.errors import DataError
 from harness.registries import SUITE_KINDS
+from harness.spec.suite_files import SuiteConfig
 from harness.suites._context import SuiteContext
-from harness.suites._spec import SuiteConfig
+from harness.suites._kind import SuiteKind
 
 
 class ParityConfig(SuiteConfig):
@@ -54,13 +56,17 @@ def _logits(value: Any) -> Any:
 
 
 @SUITE_KINDS.register("parity", "runtime vs the torch weights of its artifact: encoder/logit error, answer agreement")
-class Parity:
+class Parity(SuiteKind):
     Config = ParityConfig
+    section: ClassVar[str | None] = None
+    headline: ClassVar[str | None] = "parity"
+    report_template: ClassVar[str] = "suites/parity.html.j2"
+    report_scope: ClassVar[str] = "run"
 
     def run(self, config: ParityConfig, ctx: SuiteContext) -> dict[str, Any]:
         import numpy as np
 
-        from harness.artifacts import load_variant
+        from harness.build.artifact import load_variant
 
         data = load_split(config.dataset, ctx.recipe_dir)
         for column in ("image", config.question_column):
@@ -95,3 +101,58 @@ class Parity:
         return {"reference": "torch eager on the artifact's own torch weights", "encoder": encoder, "logits": logits,
                 "agreement": same_text / n, "token_agreement": same_tokens / n, "n": n,
                 "numeric_items": len(numeric), "disagreements": differing}
+
+    def summarize(self, data: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+        return {"status": "ok", **{k: data.get(k) for k in SUMMARY_FIELDS}}
+
+    def unmeasured(self, status: str, error: str | None) -> dict[str, Any] | None:
+        return {"status": "unavailable" if status == "unavailable" else "error", "error": error}
+
+    def verdict(self, headline: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any] | None:
+        return evaluate_parity(headline, spec.get("parity") or {})
+
+    def gate_checks(self, variant: str, runtime: str, headline: dict[str, Any]) -> list[Any]:
+        """One `parity` case per exported artifact when the recipe sets `parity:` thresholds."""
+        from harness.results.gate import Check
+
+        verdict = headline.get("verdict") or {}
+        status = verdict.get("status")
+        if status in (None, "report only"):
+            return []
+        if status == "unavailable":
+            return [Check(variant, runtime, "parity", True, f"parity not measurable here: {verdict.get('why')}",
+                          skipped=True)]
+        if status == "not measured":
+            return [Check(variant, runtime, "parity", False, f"parity not measured ({verdict.get('why')})")]
+        if status == "fail":
+            return [Check(variant, runtime, "parity", False, "parity: " + "; ".join(verdict["failures"]))]
+        summary = (f"parity: agreement {headline['agreement']:.3f}, encoder cosine "
+                   f"{headline['encoder']['cosine_min']:.4f}, logit cosine {headline['logits']['cosine_min']:.4f} "
+                   f"within {verdict.get('limits')}")
+        return [Check(variant, runtime, "parity", True, summary)]
+
+
+SUMMARY_FIELDS = ("encoder", "logits", "agreement", "token_agreement", "n", "numeric_items", "disagreements")
+
+
+def evaluate_parity(parity: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's `parity:` thresholds against one artifact's parity numbers: pass / fail /
+    unavailable / not measured, with every failing threshold named (harness gate reads it)."""
+    limits = {k: v for k, v in policy.items() if v is not None}
+    if not limits:
+        return {"status": "report only", "failures": []}
+    if parity.get("status") == "unavailable":
+        return {"status": "unavailable", "why": parity.get("error"), "failures": []}
+    if parity.get("status") != "ok":
+        return {"status": "not measured", "why": parity.get("error"), "failures": []}
+    failures = []
+    if "min_agreement" in limits and parity["agreement"] < limits["min_agreement"]:
+        failures.append(f"agreement {parity['agreement']:.3f} < {limits['min_agreement']}")
+    if "min_cosine" in limits:
+        for part in ("encoder", "logits"):
+            cosine = parity[part]["cosine_min"]
+            if cosine < limits["min_cosine"]:
+                failures.append(f"{part} cosine {cosine:.4f} < {limits['min_cosine']}")
+    if "max_logit_abs" in limits and parity["logits"]["max_abs"] > limits["max_logit_abs"]:
+        failures.append(f"logit max-abs {parity['logits']['max_abs']:.3g} > {limits['max_logit_abs']}")
+    return {"status": "fail" if failures else "pass", "failures": failures, "limits": limits}

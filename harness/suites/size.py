@@ -6,19 +6,22 @@ For a safetensors variant it also reports the LLM's share (`llm_weight_bytes`: t
 (`llm_params`, counting a packed layer by its logical out x in; `llm_ratio_to_fp16` = bytes / 2
 bytes per parameter), the same ratio over `weight-quant`'s packed layers alone (codes, scales,
 zero points, biases), and `storage_format`: one line
-saying what the weights really are, derived from the variant manifest (quantized layers, their
+saying what the weights really are, derived from the variant's build record (quantized layers, their
 packing, group, scales, zero points; the dtype of the rest). Exports (`exports/<fmt>/`, see
 harness/exporting) are measured per format from disk, with the roles their `export.json` names."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from harness.artifacts import MANIFEST, WEIGHTS, read_manifest
+from harness.build.artifact import WEIGHTS, has_build_record, read_build_record
+from harness.models.fastvlm import COMPONENT_PATHS
 from harness.registries import SUITE_KINDS
+from harness.results.pareto import Objective
+from harness.spec.suite_files import SuiteConfig
 from harness.suites._context import SuiteContext
-from harness.suites._spec import SuiteConfig
+from harness.suites._kind import HistoryRow, SuiteKind, TargetRule, TargetValue
 
 WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".data", ".onnx_data", ".tflite", ".bin", ".mlmodel", ".weight")
 ASSET_HINTS = ("tokenizer", "processor", "chat_template", "vocab", "merges", "special_tokens")
@@ -33,7 +36,7 @@ def categorize(path: Path) -> str:
     return "config"
 
 
-LLM_PREFIXES = ("model.language_model.", "lm_head.")
+LLM_PREFIXES = tuple(f"{path}." for path in COMPONENT_PATHS["llm"])
 ITEMSIZE = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
             "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 FLOAT_NAMES = {"F64": "fp64", "F32": "fp32", "F16": "fp16", "BF16": "bf16"}
@@ -55,7 +58,7 @@ def _tensor_table(path: Path) -> dict[str, tuple[str, int]]:
     return table
 
 
-def _packed_layers(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _packed_layers(build_record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Layers stored packed by `weight-quant`, with the settings of the step that packed them.
 
     Searched through nested records too: `mixed-precision` keeps one `weight-quant` record per width.
@@ -71,16 +74,16 @@ def _packed_layers(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for value in record.values():
             visit(value)
 
-    for record in manifest.get("step_records", []):
+    for record in build_record.get("step_records", []):
         visit(record)
     return layers
 
 
-def weight_summary(artifact: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def weight_summary(artifact: Path, build_record: dict[str, Any]) -> dict[str, Any]:
     """`llm_weight_bytes`, `llm_params` and `storage_format` of a safetensors variant."""
     table = _tensor_table(artifact / WEIGHTS)
-    layers = _packed_layers(manifest)
-    torchao = manifest.get("packed", {})
+    layers = _packed_layers(build_record)
+    torchao = build_record.get("packed", {})
     llm_bytes = llm_params = packed_bytes = packed_params = 0
     rest: dict[str, int] = {}
     other_int8 = 0  # int8 tensors outside packed layers / torchao: static-int8 (PT2E) graph weights
@@ -149,6 +152,8 @@ class SizeConfig(SuiteConfig):
     kind: Literal["size"] = "size"
 
 
+#: Size fields kept in the summary when the result has them.
+SUMMARY_EXTRAS = ("storage_format", "llm_weight_bytes", "llm_ratio_to_fp16", "packed_ratio_to_fp16")
 ROLE_CATEGORY = {"graph": "weights", "external-data": "weights", "weights": "weights", "tokenizer": "tokenizer_assets"}
 
 
@@ -185,14 +190,20 @@ def _export_format_line(artifact: Path, fmt: str) -> str:
 
 
 @SUITE_KINDS.register("size", "bytes on disk per file of the saved artifact: weights, assets, config")
-class Size:
+class Size(SuiteKind):
     """On a runtime, `total_mb` counts the files of the format that runtime runs (torch: the
     variant's own files; onnx: `exports/onnx/`), since those are what would ship; `by_format`
     lists every format of the artifact with bytes per role (graph, external data, tokenizer...)."""
 
     Config = SizeConfig
     #: Reads files only: measured even where the runtime cannot load a session.
-    needs_session = False
+    needs_session: ClassVar[bool] = False
+    section: ClassVar[str | None] = None
+    headline: ClassVar[str | None] = "size"
+    targets: ClassVar[dict[str, TargetRule]] = {"max_size_mb": TargetRule(True, "MB", "no size suite")}
+    objectives: ClassVar[tuple[Objective, ...]] = (
+        Objective("size_mb", False, min_relative_effect=0.01, rank=2, label="size (MB)", target="max_size_mb"),)
+    report_template: ClassVar[str] = "suites/size.html.j2"
 
     def run(self, config: SizeConfig, ctx: SuiteContext) -> dict[str, Any]:
         from harness.exporting import EXPORTS
@@ -220,8 +231,33 @@ class Size:
         result = {"format": fmt, "total_bytes": total, "total_mb": total / 1e6,
                   "weights_mb": totals.get("weights", 0) / 1e6, "by_category_bytes": totals,
                   "files": listing, "by_format": by_format}
-        if fmt == "torch" and (ctx.artifact / WEIGHTS).is_file() and (ctx.artifact / MANIFEST).is_file():
-            result.update(weight_summary(ctx.artifact, read_manifest(ctx.artifact)))
+        if fmt == "torch" and (ctx.artifact / WEIGHTS).is_file() and has_build_record(ctx.artifact):
+            result.update(weight_summary(ctx.artifact, read_build_record(ctx.artifact)))
         elif fmt != "torch":
             result["storage_format"] = _export_format_line(ctx.artifact, fmt)
         return result
+
+    def summarize(self, data: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+        return {"total_mb": data["total_mb"], "weights_mb": data["weights_mb"], "files": data.get("files", []),
+                **{k: data[k] for k in SUMMARY_EXTRAS if k in data}}
+
+    def target_value(self, summary: dict[str, Any], target: str) -> TargetValue:
+        size = summary.get("size")
+        return TargetValue(size["total_mb"]) if size else TargetValue(None, why=self.targets[target].missing)
+
+    def objective_values(self, summary: dict[str, Any]) -> dict[str, tuple[float, list[float] | None]]:
+        return {"size_mb": (summary["size"]["total_mb"], None)} if summary.get("size") else {}
+
+    def headline_rows(self, entry: dict[str, Any]) -> list[HistoryRow]:
+        return [("size_mb", entry.get("total_mb"), None)]
+
+    def compare(self, name: str, old: dict[str, Any], new: dict[str, Any], variant: str, runtime: str,
+                policy: dict[str, Any]) -> list[Any]:
+        """Bytes on disk are exact: the ratio alone decides."""
+        from harness.results.compare import IMPROVEMENT, REGRESSION, SAME, Change
+
+        ratio = new["total_mb"] / old["total_mb"] if old["total_mb"] else float("inf")
+        verdict = REGRESSION if ratio > policy["size_ratio"] else IMPROVEMENT if ratio < 1 / policy["size_ratio"] \
+            else SAME
+        return [Change(variant, runtime, "size MB", verdict, old["total_mb"], new["total_mb"], f"x{ratio:.4f}", None,
+                       "bytes on disk (exact)")]

@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from harness.data.nano_vqa import load_nano_vqa
     from harness.training import TrainConfig, fit
+    from harness.training.batches import VQABatcher
     from harness.training.distributed import init_from_env
-    from harness.training_data import VQABatcher
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from harness.errors import ConfigError, HarnessError
+from harness.models.fastvlm import named_module
 
 
 class TrainingDivergedError(HarnessError):
@@ -120,7 +121,10 @@ def enable_gradient_checkpointing(model: Any, enable: bool = True) -> None:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     else:
         (model.activation_checkpointing_disable if new_api else model.gradient_checkpointing_disable)()
-    timm_model = getattr(getattr(getattr(model, "model", None), "vision_tower", None), "timm_model", None)
+    try:
+        timm_model = getattr(named_module(model, "vision"), "timm_model", None)
+    except AttributeError:  # not a FastVLM (or no vision tower): nothing for timm to checkpoint
+        timm_model = None
     if timm_model is not None and hasattr(timm_model, "set_grad_checkpointing"):
         timm_model.set_grad_checkpointing(enable)
 
@@ -163,21 +167,51 @@ def fit(model: Any, batcher: Batcher, config: TrainConfig, progress: bool = True
         evaluate: Callable[[int], dict[str, float]] | None = None) -> TrainResult:
     """Train `model` in place (leaves it in eval mode) and return the curve with timings."""
     import torch
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from harness.training import checkpoint as ckpt
-    from harness.training.distributed import all_mean, init_from_env, loss_runner, rank_shards
+    from harness.training.distributed import init_from_env, loss_runner
 
     world = init_from_env()
     device = next(model.parameters()).device
+    _check_setup(config, device, world)
+    generator = torch.Generator().manual_seed(config.seed)
+    extra = [p for p in (extra_parameters or []) if p.requires_grad]
+    optimizer, scheduler, scaler = _optimization(model, extra, config)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    run_loss, no_sync = loss_runner(model, batcher, extra, world)
+    session = _Session(model=model, batcher=batcher, config=config, world=world, device=device, extra=extra,
+                       generator=generator, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                       run_loss=run_loss, no_sync=no_sync)
+    result = TrainResult(history=[])
+    session.resume(result)
+    train_mode(model)
+    start = time.perf_counter() - session.state["elapsed"]
+    try:
+        _run_steps(session, result, evaluate, progress and world.rank == 0, description, start)
+    finally:
+        if config.gradient_checkpointing:
+            enable_gradient_checkpointing(model, enable=False)
+        model.eval()
+    result.seconds = time.perf_counter() - start
+    result.tokens, result.examples = session.state["tokens"], session.state["examples"]
+    return result
+
+
+def _check_setup(config: TrainConfig, device: Any, world: Any) -> None:
+    """What `TrainConfig` cannot check alone: the device (fp16) and the number of processes."""
     if config.precision == "fp16" and device.type != "cuda":
         raise ConfigError("precision fp16 needs a CUDA device (it uses a gradient scaler); use bf16 on CPU")
     if config.batch_size < config.grad_accum * world.size:
         raise ConfigError(f"batch_size {config.batch_size} is smaller than grad_accum x processes "
                           f"({config.grad_accum} x {world.size})")
-    generator = torch.Generator().manual_seed(config.seed)
+
+
+def _optimization(model: Any, extra: list[Any], config: TrainConfig) -> tuple[Any, Any, Any]:
+    """AdamW (no weight decay on biases and norms: parameters under 2-D), the warm-up + cosine
+    schedule, and a gradient scaler for fp16 (None otherwise)."""
+    import torch
+
     trainable = [p for _, p in model.named_parameters() if p.requires_grad]
-    extra = [p for p in (extra_parameters or []) if p.requires_grad]
     decay = [p for p in trainable if p.ndim >= 2] + [p for p in extra if p.ndim >= 2]
     no_decay = [p for p in trainable if p.ndim < 2] + [p for p in extra if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -185,88 +219,135 @@ def fit(model: Any, batcher: Batcher, config: TrainConfig, progress: bool = True
          {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
-    if config.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    run_loss, no_sync = loss_runner(model, batcher, extra, world)
+    return optimizer, scheduler, scaler
 
-    state: dict[str, Any] = {"step": 0, "order": [], "history": [], "best": None, "bad_evals": 0,
-                             "elapsed": 0.0, "tokens": 0, "examples": 0}
-    result = TrainResult(history=[])
-    if config.resume and config.checkpoint_dir:
-        latest = ckpt.latest_checkpoint(config.checkpoint_dir)
+
+@dataclass
+class _Session:
+    """What one `fit` call trains with, and the parts of a step: drawing data, the micro-batches
+    and the optimizer step, resuming from and writing checkpoints. `state` is what a checkpoint
+    keeps (step, data order, curve, early-stop bookkeeping, elapsed time, counters)."""
+
+    model: Any
+    batcher: Batcher
+    config: TrainConfig
+    world: Any
+    device: Any
+    extra: list[Any]
+    generator: Any
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    run_loss: Callable[[list[int]], Any]
+    no_sync: Callable[[], Any]
+    state: dict[str, Any] = field(default_factory=lambda: {
+        "step": 0, "order": [], "history": [], "best": None, "bad_evals": 0, "elapsed": 0.0, "tokens": 0,
+        "examples": 0})
+
+    def resume(self, result: TrainResult) -> None:
+        """Continue from the latest checkpoint when asked to and one exists."""
+        from harness.training import checkpoint as ckpt
+
+        if not (self.config.resume and self.config.checkpoint_dir):
+            return
+        latest = ckpt.latest_checkpoint(self.config.checkpoint_dir)
         if latest is not None:
-            state = ckpt.load(latest, model, extra, optimizer, scheduler, generator, scaler)
-            result.resumed_from = state["step"]
+            self.state = ckpt.load(latest, self.model, self.extra, self.optimizer, self.scheduler, self.generator,
+                                   self.scaler)
+            result.resumed_from = self.state["step"]
+
+    def draw(self, order: list[int]) -> tuple[list[int], list[int]]:
+        """The next global batch of sample indices and the order left: seeded epochs, drawn in turn."""
+        import torch
+
+        if len(order) < self.config.batch_size:
+            order += torch.randperm(len(self.batcher), generator=self.generator).tolist()
+        return order[: self.config.batch_size], order[self.config.batch_size :]
+
+    def step(self, step: int, indices: list[int]) -> float:
+        """One optimizer step on `indices`: this process's micro-batches (gradients accumulate; DDP
+        syncs on the last), unscale and clip, step optimizer and schedule. Returns the mean loss
+        over micro-batches and processes."""
+        import torch
+
+        from harness.training.distributed import all_mean, rank_shards
+
+        shards = rank_shards(indices, self.world, self.config.grad_accum)
+        losses = [self._micro_batch(step, part, last=micro == len(shards) - 1) for micro, part in enumerate(shards)]
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return all_mean(sum(losses) / len(losses), self.world)
+
+    def _micro_batch(self, step: int, part: list[int], last: bool) -> float:
+        """Forward (under autocast) and backward on one micro-batch; a NaN/inf loss stops training."""
+        import torch
+
+        config = self.config
+        with contextlib.nullcontext() if last else self.no_sync():
+            with _autocast(config.precision, self.device):
+                loss = self.run_loss(part)
+            if not torch.isfinite(loss.detach()):
+                raise TrainingDivergedError(step, loss.item(), config.checkpoint_dir)
+            scaled = loss / config.grad_accum if config.grad_accum > 1 else loss
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+        value = float(loss.detach())
+        self.state["tokens"] += int(getattr(self.batcher, "last_tokens", 0))
+        self.state["examples"] += len(part)
+        return value
+
+    def checkpoint(self, step: int, order: list[int], elapsed: float, result: TrainResult) -> None:
+        from harness.training import checkpoint as ckpt
+
+        self.state.update(step=step, order=order, elapsed=elapsed)
+        path = ckpt.save(self.config.checkpoint_dir, self.state, self.model, self.extra, self.optimizer,
+                         self.scheduler, self.generator, self.scaler, self.world)
+        if path:
+            result.checkpoints.append(str(path))
+
+
+def _run_steps(session: _Session, result: TrainResult, evaluate: Callable[[int], dict[str, float]] | None,
+               show: bool, description: str, start: float) -> None:
+    """Step until the budget, the time limit or early stopping ends training, with a progress bar;
+    fills `result.history` and `result.stopped`."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    config, state = session.config, session.state
     history: list[dict[str, float]] = state["history"]
     order: list[int] = state["order"]
     step = state["step"]
     total = config.steps if config.steps is not None else math.inf
-    train_mode(model)
-    start = time.perf_counter() - state["elapsed"]
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.0f} ex/s"),
                TextColumn("{task.fields[tps]:.0f} tok/s"), TimeElapsedColumn())
-    show = progress and world.rank == 0
-    try:
-        with Progress(*columns, disable=not show, transient=False) as bar:
-            task = bar.add_task(description, total=config.steps, completed=step, loss=float("nan"),
-                                rate=0.0, tps=0.0)
-            while step < total:
-                if len(order) < config.batch_size:
-                    order += torch.randperm(len(batcher), generator=generator).tolist()
-                indices, order = order[: config.batch_size], order[config.batch_size :]
-                shards = rank_shards(indices, world, config.grad_accum)
-                losses = []
-                for micro, part in enumerate(shards):
-                    sync = no_sync() if micro < len(shards) - 1 else contextlib.nullcontext()
-                    with sync:
-                        with _autocast(config.precision, device):
-                            loss = run_loss(part)
-                        if not torch.isfinite(loss.detach()):
-                            raise TrainingDivergedError(step, loss.item(), config.checkpoint_dir)
-                        scaled = loss / config.grad_accum if config.grad_accum > 1 else loss
-                        (scaler.scale(scaled) if scaler else scaled).backward()
-                    losses.append(float(loss.detach()))
-                    state["tokens"] += int(getattr(batcher, "last_tokens", 0))
-                    state["examples"] += len(part)
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                value = sum(losses) / len(losses)
-                value = all_mean(value, world)
-                row = {"step": step, "loss": value, "lr": scheduler.get_last_lr()[0]}
-                step += 1
-                stop = _evaluate(evaluate, config, model, row, state, step, bar)
-                history.append(row)
-                elapsed = time.perf_counter() - start
-                if config.checkpoint_every and step % config.checkpoint_every == 0:
-                    state.update(step=step, order=order, elapsed=elapsed)
-                    path = ckpt.save(config.checkpoint_dir, state, model, extra, optimizer, scheduler,
-                                     generator, scaler, world)
-                    if path:
-                        result.checkpoints.append(str(path))
-                bar.update(task, advance=1, loss=value, rate=state["examples"] / max(elapsed, 1e-9),
-                           tps=state["tokens"] / max(elapsed, 1e-9))
-                if stop:
-                    result.stopped = "early-stop"
-                    break
-                if config.max_seconds is not None and elapsed >= config.max_seconds:
-                    result.stopped = "time"
-                    break
-    finally:
-        if config.gradient_checkpointing:
-            enable_gradient_checkpointing(model, enable=False)
-        model.eval()
-    result.history, result.seconds = history, time.perf_counter() - start
-    result.tokens, result.examples = state["tokens"], state["examples"]
-    return result
+    with Progress(*columns, disable=not show, transient=False) as bar:
+        task = bar.add_task(description, total=config.steps, completed=step, loss=float("nan"), rate=0.0, tps=0.0)
+        while step < total:
+            indices, order = session.draw(order)
+            value = session.step(step, indices)
+            row = {"step": step, "loss": value, "lr": session.scheduler.get_last_lr()[0]}
+            step += 1
+            early = _evaluate(evaluate, config, session.model, row, state, step, bar)
+            history.append(row)
+            elapsed = time.perf_counter() - start
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                session.checkpoint(step, order, elapsed, result)
+            bar.update(task, advance=1, loss=value, rate=state["examples"] / max(elapsed, 1e-9),
+                       tps=state["tokens"] / max(elapsed, 1e-9))
+            if early:
+                result.stopped = "early-stop"
+                break
+            if config.max_seconds is not None and elapsed >= config.max_seconds:
+                result.stopped = "time"
+                break
+    result.history = history
 
 
 def _evaluate(evaluate: Callable[[int], dict[str, float]] | None, config: TrainConfig, model: Any,

@@ -1,8 +1,9 @@
 """Results as a table: one row per variant × runtime × metric, to CSV or parquet (pandas).
 
-The rows are the same flat records the history database stores, plus run and recipe ids and
-per-group accuracy, corpus-level numbers (`<suite>.corpus.<name>`: POPE F1, MME acc+, CIDEr), failed
-item counts and the mean paired change of graded metrics, so a notebook can join runs without parsing report JSON.
+The rows are the same flat records the history database stores, plus run and recipe ids and what
+each suite kind adds for tables (`SuiteKind.export_rows`; scored kinds: per-group accuracy,
+corpus-level numbers `<suite>.corpus.<name>` such as POPE F1, MME acc+, CIDEr, failed item counts
+and the mean paired change of graded metrics), so a notebook can join runs without parsing JSON.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ FORMATS = ("csv", "parquet")
 
 
 def rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    from harness.store import flatten
+    from harness.results.history import flatten
+    from harness.results.kinds import sections
 
     def row(variant: str, runtime: str, metric: str, value: Any, ci: Any) -> dict[str, Any]:
         low, high = (ci or [None, None])[:2]
@@ -28,15 +30,10 @@ def rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     for variant in summary["variants"]:
         name = variant["name"]
         for runtime, data in variant["runtimes"].items():
-            for suite, acc in data.get("accuracy", {}).items():
-                # POPE F1, MME acc+, CIDEr...; failed item count; mean paired change of graded metrics
-                extra = [(f"corpus.{k}", v, None) for k, v in (acc.get("corpus") or {}).items()]
-                extra += [("failed_items", acc.get("failed_items"), None),
-                          ("mean_diff", acc.get("mean_diff"), acc.get("mean_diff_ci"))]
-                out += [row(name, runtime, f"{suite}.{metric}", float(value), ci) for metric, value, ci in extra
-                        if isinstance(value, (int, float)) and not isinstance(value, bool)]
-                out += [row(name, runtime, f"{suite}.{group}.score", result["score"], result.get("ci"))
-                        for group, result in acc.get("groups", {}).items()]
+            for section, kind in sections().items():
+                for suite, entry in data.get(section, {}).items():
+                    out += [row(name, runtime, metric, value, ci)
+                            for metric, value, ci in kind.export_rows(suite, entry)]
         if variant["status"] != "ok":
             out.append(row(name, "-", "failed", 1.0, None))
     return out

@@ -1,6 +1,6 @@
 """Child process for the memory suite: peak RSS of loading a variant and answering once.
 
-Run as ``python -m harness.memprobe RUNTIME ARTIFACT NEW_TOKENS``; prints one JSON line. The
+Run as ``python -m harness.suites._memprobe RUNTIME ARTIFACT NEW_TOKENS``; prints one JSON line. The
 baseline is this process's RSS after every library the runtime needs is imported, so the delta
 is what the model itself costs. `kv_cache_bytes` is the cache's size at the end of the answer,
 when the runtime reports it (None otherwise).
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> None:
     # the model classes, timm's FastViT, torchao, safetensors, and torch's thread pool.
     for module in ("transformers.models.fast_vlm.modeling_fast_vlm", "transformers.models.llava.processing_llava",
                    "transformers.models.clip.image_processing_clip", "timm.models.fastvit", "torchao.quantization",
-                   "safetensors.torch", "harness.artifacts", "harness.models.fastvlm",
+                   "safetensors.torch", "harness.build.artifact", "harness.models.fastvlm",
                    *getattr(runtime, "preload_modules", ())):
         with contextlib.suppress(ImportError):
             __import__(module)

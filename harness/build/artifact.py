@@ -2,7 +2,7 @@
 
 A variant directory holds the processor files, `config.json` (the model after its steps, for
 humans and for `from_pretrained` of float variants), `model.safetensors` and
-`harness_variant.json`. Quantized weights (torchao tensor subclasses) are stored packed: their
+`harness_variant.json` (the build record). Quantized weights (torchao tensor subclasses) are stored packed: their
 inner tensors (`qdata` int8/uint8, `scale`, `zero_point`) go into the safetensors file under
 `<param>::<inner>`, so the bytes on disk are the bytes that would ship. Loading rebuilds the
 skeleton from the base config, *replays* the steps structurally, then loads the stored tensors.
@@ -16,21 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ModelLoadError, StepError
+from harness.models.fastvlm import is_plain_tensor
 
-MANIFEST = "harness_variant.json"
+#: The build record: base model, base config, steps and their records, notes, packed tensors.
+BUILD_RECORD = "harness_variant.json"
 WEIGHTS = "model.safetensors"
 FORMAT = "harness-variant/1"
 
 
-def is_plain_tensor(tensor: Any) -> bool:
-    """A plain tensor or Parameter, not a torchao/quantized tensor subclass."""
-    import torch
-
-    return type(tensor) in (torch.Tensor, torch.nn.Parameter)
-
-
-def save_variant(loaded: Any, out_dir: Path, manifest: dict[str, Any]) -> None:
-    """Write the variant; `manifest` must carry `base_config` and `steps` for replay."""
+def save_variant(loaded: Any, out_dir: Path, record: dict[str, Any]) -> None:
+    """Write the variant; its build `record` must carry `base_config` and `steps` for replay."""
     from safetensors.torch import save_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -55,14 +50,18 @@ def save_variant(loaded: Any, out_dir: Path, manifest: dict[str, Any]) -> None:
     save_file(tensors, str(out_dir / WEIGHTS), metadata={"format": FORMAT})
     loaded.model.config.save_pretrained(out_dir)
     loaded.processor.save_pretrained(out_dir)
-    (out_dir / MANIFEST).write_text(json.dumps({**manifest, "format": FORMAT, "packed": packed},
+    (out_dir / BUILD_RECORD).write_text(json.dumps({**record, "format": FORMAT, "packed": packed},
                                                indent=2, default=str))
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    file = path / MANIFEST
+def has_build_record(path: Path) -> bool:
+    return (path / BUILD_RECORD).exists()
+
+
+def read_build_record(path: Path) -> dict[str, Any]:
+    file = path / BUILD_RECORD
     if not file.exists():
-        raise ModelLoadError(f"'{path}' is not a built variant (no {MANIFEST})")
+        raise ModelLoadError(f"'{path}' is not a built variant (no {BUILD_RECORD})")
     return json.loads(file.read_text())
 
 
@@ -76,15 +75,15 @@ def load_variant(path: Path) -> Any:
     from harness.models.fastvlm import LoadedModel
     from harness.steps._base import StepContext, apply_step
 
-    manifest = read_manifest(path)
-    config = FastVlmConfig.from_dict(manifest["base_config"])
+    record = read_build_record(path)
+    config = FastVlmConfig.from_dict(record["base_config"])
     model = FastVlmForConditionalGeneration(config).eval()
     processor = AutoProcessor.from_pretrained(str(path))
-    loaded = LoadedModel(model=model, processor=processor, source=manifest["base"]["source"],
-                         random_weights=manifest["base"].get("random_weights", False),
+    loaded = LoadedModel(model=model, processor=processor, source=record["base"]["source"],
+                         random_weights=record["base"].get("random_weights", False),
                          meta={"path": str(path)})
-    ctx = StepContext(replay=True, records=[dict(r) for r in manifest.get("step_records", [])])
-    for raw in manifest["steps"]:
+    ctx = StepContext(replay=True, records=[dict(r) for r in record.get("step_records", [])])
+    for raw in record["steps"]:
         apply_step(raw, loaded, ctx)
     try:
         tensors = load_file(str(path / WEIGHTS))
@@ -92,7 +91,7 @@ def load_variant(path: Path) -> Any:
         raise ModelLoadError(f"weights of variant '{path}' are unreadable ({exc}); rebuild it") from None
     plain = {k: v for k, v in tensors.items() if "::" not in k}
     missing, unexpected = loaded.model.load_state_dict(plain, strict=False)
-    packed = manifest.get("packed", {})
+    packed = record.get("packed", {})
     if set(missing) != set(packed) or unexpected:
         raise ModelLoadError(f"variant '{path}' does not match its replayed structure "
                              f"(missing {sorted(set(missing) - set(packed))[:3]}, unexpected {unexpected[:3]})")

@@ -1,7 +1,4 @@
-"""`harness compare`, `harness baseline` and `harness export`: commands that read finished runs.
-
-Kept apart from `cli.py` so each module stays small; registered on the same Typer app.
-"""
+"""`harness report`, `gate`, `history`, `compare`, `baseline` and `export`: commands that read finished runs."""
 
 from __future__ import annotations
 
@@ -10,11 +7,71 @@ from pathlib import Path
 
 import typer
 
-from harness.cli import app, user_errors
+from harness.cli.app import app, user_errors
 from harness.errors import HarnessError
+from harness.results.rundir import HISTORY, JUNIT, RunDir, history_in
 
 baseline_app = typer.Typer(no_args_is_help=True, help="Named baseline runs for `harness gate --baseline`.")
 app.add_typer(baseline_app, name="baseline")
+
+@app.command()
+@user_errors
+def report(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+    """Re-aggregate a run and re-render its HTML report."""
+    from harness.run.runner import finish
+
+    finish(run_dir)
+    typer.echo(str(RunDir(run_dir).report_file))
+
+
+@app.command("gate")
+@user_errors
+def gate_command(run_dir: Path = typer.Argument(..., help="A finished run directory."),
+                 baseline: str | None = typer.Option(
+                     None, help="A baseline run directory or a name stored with `harness baseline set`: "
+                                "significant regressions against it fail the gate."),
+                 junit: Path | None = typer.Option(
+                     None, help=f"Where to write JUnit XML (default RUN_DIR/{JUNIT})."),
+                 markdown: Path | None = typer.Option(
+                     None, help="Append a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).")) -> None:
+    """Exit 0 if every gated variant met every target (and did not regress), 1 if not, 2 on bad input."""
+    from harness.results.gate import gate
+
+    code, results, warnings = gate(run_dir, junit, baseline, markdown)
+    for warning in warnings:
+        typer.secho(f"warning: {warning}", fg="yellow")
+    for check in results:
+        typer.echo(f"{check.mark}  {check.variant:<20} {check.runtime:<12} {check.message}")
+    typer.echo("gate: passed" if code == 0 else "gate: FAILED")
+    raise typer.Exit(code)
+
+
+@app.command()
+@user_errors
+def history(output: Path = typer.Option(Path("reports"), help=f"The output directory holding {HISTORY}."),
+            recipe: str | None = typer.Option(None, help="Only runs of this recipe.")) -> None:
+    """List recorded runs from the history database."""
+    import time
+
+    from harness.results.history import list_runs
+
+    db = history_in(output)
+    if not db.exists():
+        raise HarnessError(f"no history database at '{db}'; run a recipe first or pass --output")
+    import sqlite3
+
+    try:
+        rows = list_runs(db)
+    except sqlite3.DatabaseError as exc:
+        raise HarnessError(f"history database '{db}' is unusable ({exc}); move it aside to start a new one") from None
+    for row in rows:
+        if recipe and row["recipe"] != recipe:
+            continue
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["started"] or 0))
+        typer.echo(f"{when}  {row['run_id']:<45} {row['recipe']:<16} "
+                   f"variants {row['n_variants']} failed {row['n_failed']}")
+
+
 
 VERDICT_STYLE = {"regression": "bold red", "improvement": "green", "no significant change": "",
                  "not comparable": "yellow", "new": "cyan"}
@@ -31,11 +88,11 @@ def compare(old_run: Path = typer.Argument(..., help="The baseline run directory
     from rich.console import Console
     from rich.table import Table
 
-    from harness.compare import compare_runs
     from harness.report.compare_html import render_comparison
+    from harness.results.compare import compare_runs
 
     result = compare_runs(old_run, new_run)
-    out = render_comparison(result, html or new_run / f"compare-{result.old_run}.html")
+    out = render_comparison(result, html or RunDir(new_run).compare_file(result.old_run))
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=1))
         return
@@ -63,22 +120,22 @@ def _num(value: float | None) -> str:
 def baseline_set(name: str = typer.Argument(..., help="A name, e.g. main."),
                  run_dir: Path = typer.Argument(..., help="A finished run directory.")) -> None:
     """Remember RUN_DIR as baseline NAME in the history database next to it."""
-    from harness.gate import load_summary
-    from harness.store import history_path, set_baseline
+    from harness.results.gate import load_summary
+    from harness.results.history import set_baseline
 
     summary = load_summary(run_dir)
-    set_baseline(history_path(run_dir), name, summary["run_id"], run_dir)
+    set_baseline(RunDir(run_dir).history_file, name, summary["run_id"], run_dir)
     typer.echo(f"baseline '{name}' -> {run_dir}")
 
 
 @baseline_app.command("ls")
 @user_errors
-def baseline_ls(output: Path = typer.Option(Path("reports"), help="The output directory holding history.sqlite.")
+def baseline_ls(output: Path = typer.Option(Path("reports"), help=f"The output directory holding {HISTORY}.")
                 ) -> None:
     """List stored baselines."""
-    from harness.store import list_baselines
+    from harness.results.history import list_baselines
 
-    db = output / "history.sqlite"
+    db = history_in(output)
     if not db.exists():
         raise HarnessError(f"no history database at '{db}'; pass --output")
     for row in list_baselines(db):
@@ -92,8 +149,8 @@ def export_command(run_dir: Path = typer.Argument(..., help="A finished run dire
                    fmt: str | None = typer.Option(None, "--format", help="csv or parquet (default: from the suffix).")
                    ) -> None:
     """Write one row per variant × runtime × metric."""
-    from harness.export import export
-    from harness.gate import load_summary
+    from harness.results.gate import load_summary
+    from harness.results.table import export
 
     count = export(load_summary(run_dir), output, fmt)
     typer.echo(f"{count} rows -> {output}")

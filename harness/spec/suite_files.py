@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.errors import ConfigError
 from harness.registries import SUITE_KINDS
 from harness.registry import did_you_mean
-from harness.yamlio import line_of, load_yaml
+from harness.spec.messages import error_message
+from harness.spec.yamlio import line_of, load_yaml
 
 PROJECT_SUITES = Path(__file__).resolve().parents[2] / "suites"
 
@@ -116,8 +117,6 @@ def parse_suite(data: Any, path: Path | None = None, lines: dict | None = None) 
         err = exc.errors()[0]
         loc = tuple(err["loc"])
         line = line_of(lines or {}, loc)
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown field '{loc[-1]}'{did_you_mean(str(loc[-1]), list(config_cls.model_fields))}"
+        msg = error_message(err, config_cls)
         where = f"{label}:{line}" if line else label
         raise ConfigError(f"{where}: {'.'.join(map(str, loc))}: {msg}") from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -48,36 +47,34 @@ def _thumbnails(definition: dict[str, Any], wanted: set[str], recipe_dir: Path |
     return out, ""
 
 
-def gallery(run_dir: Path, manifest: dict[str, Any], variants: list[dict[str, Any]], baseline: str,
-            runtime: str, per_variant: int = 6) -> dict[str, Any]:
-    def load(name: str) -> dict[str, Any]:
-        path = run_dir / "variants" / name / "result.json"
-        return json.loads(path.read_text()) if path.exists() else {}
-
-    found = _accuracy_suite(load(baseline), runtime)
+def gallery(rows: list[dict[str, Any]], plan: dict[str, Any], per_variant: int = 6) -> dict[str, Any]:
+    """`rows` as `SuiteKind.report_context` gets them (one runtime); `plan` is the run's run.json."""
+    baseline = plan["baseline"]
+    results = {row["variant"]["name"]: row["result"] for row in rows}
+    runtime = rows[0]["runtime"] if rows else ""
+    found = _accuracy_suite(results.get(baseline, {}), runtime)
     if found is None:
         return {"rows": {}, "note": "no accuracy suite result for the baseline"}
     suite_name, base_suite = found
     base = {it["id"]: it for it in base_suite["items"]}
-    rows: dict[str, list[dict[str, Any]]] = {}
-    for v in variants:
-        if v["name"] == baseline or v["status"] != "ok":
-            continue
-        mine_suite = _accuracy_suite(load(v["name"]), runtime)
+    shown: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        name = row["variant"]["name"]
+        mine_suite = _accuracy_suite(row["result"], runtime) if name != baseline else None
         if mine_suite is None:
             continue
         mine = {it["id"]: it for it in mine_suite[1]["items"]}
         differ = [i for i in mine if i in base and mine[i]["prediction"] != base[i]["prediction"]]
         chosen = (differ or list(mine))[:per_variant]
-        rows[v["name"]] = [{"id": i, "question": mine[i]["question"], "reference": ", ".join(mine[i]["references"]),
-                            "base": base.get(i, {}).get("prediction", ""), "variant": mine[i]["prediction"],
-                            "correct": mine[i]["score"] >= 1.0, "differs": bool(differ)} for i in chosen]
-    definition = next((s for s in manifest.get("suites", []) if s.get("name") == suite_name), {})
-    recipe_path = manifest.get("recipe_path")
-    wanted = {r["id"] for items in rows.values() for r in items}
+        shown[name] = [{"id": i, "question": mine[i]["question"], "reference": ", ".join(mine[i]["references"]),
+                        "base": base.get(i, {}).get("prediction", ""), "variant": mine[i]["prediction"],
+                        "correct": mine[i]["score"] >= 1.0, "differs": bool(differ)} for i in chosen]
+    definition = next((s for s in plan.get("suites", []) if s.get("name") == suite_name), {})
+    recipe_path = plan.get("recipe_path")
+    wanted = {r["id"] for items in shown.values() for r in items}
     thumbs, note = _thumbnails(definition, wanted, Path(recipe_path).parent if recipe_path else None) \
         if wanted else ({}, "")
-    for items in rows.values():
+    for items in shown.values():
         for r in items:
             r["thumb"] = thumbs.get(r["id"])
-    return {"rows": rows, "note": note, "suite": suite_name}
+    return {"rows": shown, "note": note, "suite": suite_name}

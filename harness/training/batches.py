@@ -12,6 +12,7 @@ import hashlib
 from typing import Any
 
 from harness.errors import DataError
+from harness.models.fastvlm import named_module
 
 REQUIRED_COLUMNS = ("image", "question", "answer")
 
@@ -127,11 +128,11 @@ class VQABatcher:
         the same, whatever its visual-token count: what distillation aligns teacher and student on.
         """
         batch, encoded, embeds = self._embedded(model, images)
-        hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
+        hidden = named_module(model, "llm")(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
                                             use_cache=False).last_hidden_state
         targets = batch["labels"][:, 1:]
         mask = targets != -100
-        return model.lm_head(hidden[:, :-1][mask]), targets[mask], encoded.pooler_output
+        return named_module(model, "lm_head")(hidden[:, :-1][mask]), targets[mask], encoded.pooler_output
 
     def loss(self, model: Any, images: list[int]) -> Any:
         """Encode each image once, place its features in every row about it, return the LM loss."""

@@ -9,13 +9,13 @@ and, on request, a Markdown summary for CI job pages.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
 from harness.errors import RunDirError
+from harness.results import rundir
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -35,14 +35,7 @@ class Check:
 
 
 def load_summary(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "results.json"
-    if not path.exists():
-        raise RunDirError(f"'{run_dir}' has no results.json; it is not a finished run "
-                          f"(try `harness run --resume {run_dir}`)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise RunDirError(f"'{path}' is corrupt; re-create it with `harness report {run_dir}`") from None
+    return rundir.RunDir(run_dir).read_summary()
 
 
 def checks(summary: dict[str, Any]) -> list[Check]:
@@ -57,7 +50,7 @@ def checks(summary: dict[str, Any]) -> list[Check]:
         for runtime, reason in variant.get("not_applicable", {}).items():
             out.append(Check(variant["name"], runtime, "applicable", True, f"not applicable: {reason}", skipped=True))
         for runtime, data in variant["runtimes"].items():
-            out += parity_checks(variant["name"], runtime, data)
+            out += _headline_checks(variant["name"], runtime, data)
             unavailable = "; ".join(dict.fromkeys((data.get("unavailable") or {}).values()))
             for target, verdict in data.get("targets", {}).items():
                 ok = verdict["status"] == "pass"
@@ -75,28 +68,20 @@ def checks(summary: dict[str, Any]) -> list[Check]:
     return out
 
 
-def parity_checks(variant: str, runtime: str, data: dict[str, Any]) -> list[Check]:
-    """One `parity` case per exported artifact when the recipe sets `parity:` thresholds."""
-    parity = data.get("parity")
-    verdict = (parity or {}).get("verdict") or {}
-    if not parity or verdict.get("status") in (None, "report only"):
-        return []
-    status = verdict["status"]
-    if status == "unavailable":
-        return [Check(variant, runtime, "parity", True, f"parity not measurable here: {verdict.get('why')}",
-                      skipped=True)]
-    if status == "not measured":
-        return [Check(variant, runtime, "parity", False, f"parity not measured ({verdict.get('why')})")]
-    if status == "fail":
-        return [Check(variant, runtime, "parity", False, "parity: " + "; ".join(verdict["failures"]))]
-    summary = (f"parity: agreement {parity['agreement']:.3f}, encoder cosine {parity['encoder']['cosine_min']:.4f}, "
-               f"logit cosine {parity['logits']['cosine_min']:.4f} within {verdict.get('limits')}")
-    return [Check(variant, runtime, "parity", True, summary)]
+def _headline_checks(variant: str, runtime: str, data: dict[str, Any]) -> list[Check]:
+    """The checks suite kinds add on their headline entries (e.g. parity thresholds per export)."""
+    from harness.results.kinds import headlines
+
+    out: list[Check] = []
+    for key, kind in headlines().items():
+        if data.get(key):
+            out += kind.gate_checks(variant, runtime, data[key])
+    return out
 
 
 def regression_checks(summary: dict[str, Any], comparison: Any) -> list[Check]:
     """One check per compared metric of every gated variant (regressions fail, the rest pass or skip)."""
-    from harness.compare import NEW, NOT_COMPARABLE, REGRESSION
+    from harness.results.compare import NEW, NOT_COMPARABLE, REGRESSION
 
     gated = {v["name"] for v in summary["variants"] if v.get("gate", True)}
     out = []
@@ -145,12 +130,12 @@ def resolve_baseline(run_dir: Path, baseline: str) -> Path:
     """A run directory as given, or a name stored with `harness baseline set`."""
     import sqlite3
 
-    from harness.store import get_baseline, history_path, list_baselines
+    from harness.results.history import get_baseline, list_baselines
 
     path = Path(baseline)
     if path.is_dir():
         return path
-    db = history_path(run_dir)
+    db = rundir.RunDir(run_dir).history_file
     try:
         found = get_baseline(db, baseline) if db.exists() else None
         names = [b["name"] for b in list_baselines(db)] if db.exists() else []
@@ -166,7 +151,7 @@ def resolve_baseline(run_dir: Path, baseline: str) -> Path:
 def gate(run_dir: Path, junit: Path | None = None, baseline: str | None = None,
          markdown_path: Path | None = None) -> tuple[int, list[Check], list[str]]:
     """Run every check; return the exit code, the checks and warnings about the comparison."""
-    from harness.compare import compare_runs
+    from harness.results.compare import compare_runs
 
     summary = load_summary(run_dir)
     results = checks(summary)
@@ -175,7 +160,7 @@ def gate(run_dir: Path, junit: Path | None = None, baseline: str | None = None,
         comparison = compare_runs(resolve_baseline(run_dir, baseline), run_dir)
         results += regression_checks(summary, comparison)
         warnings = comparison.warnings
-    write_junit(results, junit or run_dir / "gate.junit.xml")
+    write_junit(results, junit or rundir.RunDir(run_dir).junit_file)
     code = EXIT_PASS if all(c.ok for c in results) else EXIT_FAIL
     if markdown_path is not None:
         markdown_path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.errors import ConfigError
 from harness.registries import RUNTIMES, STEPS
 from harness.registry import did_you_mean
-from harness.yamlio import Loc, line_of, load_yaml
+from harness.spec.messages import error_message
+from harness.spec.vocabulary import COMPONENTS
+from harness.spec.yamlio import Loc, line_of, load_yaml
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 
@@ -183,8 +185,6 @@ def _expand(spec: RecipeSpec) -> list[tuple[VariantSpec, Loc]]:
 
 
 def _resolve_step(raw: Any, loc: Loc, where: Any) -> Any:
-    from harness.steps._base import COMPONENTS
-
     if not isinstance(raw, dict) or "kind" not in raw:
         raise where(loc, "each step needs a 'kind:' (see `harness ls`)")
     kind = raw["kind"]
@@ -199,12 +199,8 @@ def _resolve_step(raw: Any, loc: Loc, where: Any) -> Any:
         if err["loc"] and err["loc"][0] == "targets":
             bad = raw.get("targets")
             msg = f"targets {bad!r}: components are {', '.join(COMPONENTS)}"
-        elif err["type"] == "extra_forbidden":
-            fields = [f for f in config_cls.model_fields if f != "kind"]
-            key = str(err["loc"][-1])
-            msg = f"unknown field '{key}' for step '{kind}'{did_you_mean(key, fields)}"
         else:
-            msg = err["msg"]
+            msg = error_message(err, config_cls, f"step '{kind}'")
         raise where(field_loc, msg) from None
 
 
@@ -224,19 +220,12 @@ def parse_recipe(data: Any, path: Path | None = None, lines: dict[Loc, int] | No
         spec = RecipeSpec.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        if err["type"] == "extra_forbidden":
-            parent = _model_at(loc[:-1])
-            key = str(loc[-1])
-            msg = f"unknown field '{key}'{did_you_mean(key, list(parent.model_fields))}"
-        else:
-            msg = err["msg"]
-        raise where(loc, msg) from None
+        raise where(tuple(err["loc"]), error_message(err, RecipeSpec)) from None
 
     for index, runtime in enumerate(spec.runtimes):
         if runtime not in RUNTIMES:
             raise where(("runtimes", index), f"unknown runtime '{runtime}'{did_you_mean(runtime, RUNTIMES.names())}")
-    from harness.suites._spec import find_suite
+    from harness.spec.suite_files import find_suite
 
     for index, suite in enumerate(spec.suites):
         try:
@@ -322,20 +311,6 @@ def _check_runtimes(variant: VariantSpec, formats: list[str], runtimes: list[str
         wanted = [n for n in RUNTIMES.names() if formats[-1] in RUNTIMES.get(n).accepts]
         raise where(loc, f"no runtime of the recipe can run variant '{variant.name}' ({formats[-1]} artifact); "
                          f"add one of {wanted or 'the runtimes for ' + formats[-1]} to runtimes")
-
-
-def _model_at(loc: Loc) -> type[BaseModel]:
-    model: type[BaseModel] = RecipeSpec
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        annotation = model.model_fields[str(part)].annotation
-        args = getattr(annotation, "__args__", ())
-        candidates = [a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not candidates:
-            break
-        model = candidates[0]
-    return model
 
 
 def load_recipe(path: str | Path) -> Recipe:

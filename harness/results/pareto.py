@@ -25,6 +25,18 @@ class Objective:
     #: Smallest relative difference that counts at all, for exact values (a few bytes of
     #: config make two sizes unequal, not different).
     min_relative_effect: float = 0.0
+    #: Where it sorts among the objectives suite kinds contribute (charts and tables follow it).
+    rank: int = 100
+    #: What a person reads in the report ("TTFT p50 (ms)"); defaults to the name.
+    label: str = ""
+    #: The recipe target that bounds it (drawn as the target zone); `relative`: the limit is the
+    #: target times the baseline's value (min_retention bounds accuracy).
+    target: str = ""
+    relative: bool = False
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.results.kinds import headlines, sections
+from harness.results.rundir import RunDir
 from harness.sqlite_wal import connect_wal
 
 SCHEMA = """
@@ -26,11 +28,6 @@ CREATE TABLE IF NOT EXISTS baselines (
 """
 
 
-def history_path(run_dir: Path) -> Path:
-    env = os.environ.get("HARNESS_HISTORY_DB")
-    return Path(env) if env else run_dir.parent / "history.sqlite"
-
-
 def connect(path: Path) -> sqlite3.Connection:
     conn = connect_wal(path, timeout_s=60)
     conn.executescript(SCHEMA)
@@ -38,27 +35,14 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def _metrics(data: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(metric, value, ci) for the headline numbers of one variant on one runtime."""
+    """(metric, value, ci) for one variant on one runtime, from every kind's section and headline."""
     out: list[tuple[str, Any, Any]] = []
-    for suite, acc in data.get("accuracy", {}).items():
-        out += [(f"{suite}.score", acc.get("score"), acc.get("ci")),
-                (f"{suite}.retention", acc.get("retention"), acc.get("retention_ci")),
-                (f"{suite}.agreement", acc.get("agreement"), None)]
-    latency = data.get("latency", {})
-    out += [("ttft_p50_ms", latency.get("ttft_p50_ms"), latency.get("ttft_p50_ci")),
-            ("preprocess_p50_ms", latency.get("preprocess_p50_ms"), None),
-            ("vision_p50_ms", latency.get("vision_p50_ms"), None),
-            ("prefill_p50_ms", latency.get("prefill_p50_ms"), None),
-            ("decode_tokens_per_s_p50", latency.get("decode_tokens_per_s_p50"), latency.get("decode_tokens_per_s_ci")),
-            ("peak_memory_delta_mb", data.get("memory", {}).get("model_delta_mb"), None),
-            ("size_mb", data.get("size", {}).get("total_mb"), None)]
-    for suite, entry in data.get("latency_by_suite", {}).items():
-        out += [(f"{suite}.ttft_p50_ms", entry.get("ttft_p50_ms"), entry.get("ttft_p50_ci")),
-                (f"{suite}.decode_tokens_per_s_p50", entry.get("decode_tokens_per_s_p50"),
-                 entry.get("decode_tokens_per_s_ci")),
-                (f"{suite}.kv_cache_bytes", entry.get("kv_cache_bytes"), None)]
-    for suite, entry in data.get("memory_by_suite", {}).items():
-        out += [(f"{suite}.peak_memory_delta_mb", entry.get("model_delta_mb"), entry.get("model_delta_range_mb"))]
+    for section, kind in sections().items():
+        for suite, entry in data.get(section, {}).items():
+            out += kind.history_rows(suite, entry)
+    for key, kind in headlines().items():
+        if data.get(key):
+            out += kind.headline_rows(data[key])
     return out
 
 
@@ -67,27 +51,27 @@ def flatten(summary: dict[str, Any]) -> list[tuple[str, str, str, float, float |
     for variant in summary["variants"]:
         for runtime, data in variant["runtimes"].items():
             for metric, value, ci in _metrics(data):
-                if isinstance(value, (int, float)):
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
                     low, high = (ci or [None, None])[:2]
                     rows.append((variant["name"], runtime, metric, float(value), low, high))
     return rows
 
 
-def record_run(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any]) -> str | None:
+def record_run(run: RunDir, plan: dict[str, Any], summary: dict[str, Any]) -> str | None:
     """Insert (or refresh) this run; return a warning instead of failing the run if the DB is unusable."""
     from harness.environment import git_sha
 
-    path = history_path(run_dir)
+    path = run.history_file
     try:
         with connect(path) as conn:
             failed = sum(v["status"] != "ok" for v in summary["variants"])
             conn.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
-                         (manifest["run_id"], manifest["recipe"], manifest.get("started"), time.time(),
+                         (plan["run_id"], plan["recipe"], plan.get("started"), time.time(),
                           git_sha(Path(__file__).resolve().parent), os.uname().nodename,
-                          str(run_dir.resolve()), len(summary["variants"]), failed))
-            conn.execute("DELETE FROM measurements WHERE run_id = ?", (manifest["run_id"],))
+                          str(run.path.resolve()), len(summary["variants"]), failed))
+            conn.execute("DELETE FROM measurements WHERE run_id = ?", (plan["run_id"],))
             conn.executemany("INSERT INTO measurements VALUES (?,?,?,?,?,?,?)",
-                             [(manifest["run_id"], *row) for row in flatten(summary)])
+                             [(plan["run_id"], *row) for row in flatten(summary)])
         return None
     except sqlite3.DatabaseError as exc:
         return f"history database '{path}' is unusable ({exc}); this run is kept in its run directory only"

@@ -20,6 +20,14 @@ from pathlib import Path
 from typing import Any
 
 
+@dataclass(frozen=True)
+class WorkerFiles:
+    """Where a worker's stdout/stderr and its JSON result go (named by the caller's folder owner)."""
+
+    log: Path
+    result: Path
+
+
 @dataclass
 class Outcome:
     ok: bool
@@ -35,7 +43,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _entry(target: str, payload: dict[str, Any], log_path: str, result_path: str) -> None:
+def _entry(target: str, payload: Any, log_path: str, result_path: str) -> None:
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -55,13 +63,15 @@ def _entry(target: str, payload: dict[str, Any], log_path: str, result_path: str
         os._exit(1)
 
 
-def run_isolated(target: str, payload: dict[str, Any], work_dir: Path, timeout_s: float) -> Outcome:
-    """Call ``module:function(payload)`` in a fresh spawned process; never raises for its failures."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    result_path = work_dir / "worker_result.json"
+def run_isolated(target: str, payload: Any, files: WorkerFiles, timeout_s: float) -> Outcome:
+    """Call ``module:function(payload)`` in a fresh spawned process; never raises for its failures.
+
+    `payload` must pickle (a frozen dataclass or plain data)."""
+    files.log.parent.mkdir(parents=True, exist_ok=True)
+    result_path = files.result
     result_path.unlink(missing_ok=True)
     context = multiprocessing.get_context("spawn")
-    process = context.Process(target=_entry, args=(target, payload, str(work_dir / "worker.log"), str(result_path)))
+    process = context.Process(target=_entry, args=(target, payload, str(files.log), str(result_path)))
     start = time.perf_counter()
     process.start()
     process.join(timeout_s)
@@ -82,6 +92,5 @@ def run_isolated(target: str, payload: dict[str, Any], work_dir: Path, timeout_s
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         hint = " (killed: often out of memory)" if -code == signal.SIGKILL else ""
         reason = f"worker died from signal {name}{hint}"
-    log = work_dir / "worker.log"
-    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+    tail = files.log.read_text(errors="replace")[-4000:] if files.log.exists() else ""
     return Outcome(False, None, reason, tail or None, seconds)

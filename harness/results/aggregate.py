@@ -1,0 +1,104 @@
+"""Turn per-variant results into comparable summaries (`results.json`, shape `RunSummary`).
+
+Every suite kind summarizes its own results (`SuiteKind.summarize`): scored kinds with paired
+retention and agreement against the baseline variant, latency with medians and noise intervals,
+memory, size, parity. This module only loops over a runtime's suites, puts each entry where its
+kind says (its section and headline), records failures, and judges the recipe's targets on the
+values the kinds that measure them report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.results import rundir
+from harness.results.kinds import headlines, kind_of, measuring
+
+
+def _suites_of(result: dict[str, Any], runtime: str) -> dict[str, Any]:
+    return result.get("measurements", {}).get(runtime, {}).get("suites", {})
+
+
+def summarize_runtime(result: dict[str, Any], runtime: str, baseline: dict[str, Any]) -> dict[str, Any]:
+    """One variant on one runtime: each suite's entry, plus `errors` and `unavailable` with reasons."""
+    base_suites = _suites_of(baseline, runtime) or _suites_of(baseline, "torch-eager")
+    summary: dict[str, Any] = {"accuracy": {}, "errors": {}}
+    for name, data in _suites_of(result, runtime).items():
+        kind = kind_of(data.get("kind"))
+        status = data.get("status")
+        if status != "ok":
+            where = "unavailable" if status == "unavailable" else "errors"  # unavailable: cannot measure here
+            summary.setdefault(where, {})[name] = data.get("error")
+            entry = kind.unmeasured(status, data.get("error")) if kind is not None else None
+            if entry is not None and kind.headline:
+                summary.setdefault(kind.headline, entry)
+            continue
+        if kind is None:
+            summary["errors"][name] = f"suite kind '{data.get('kind')}' is not installed here; cannot summarize"
+            continue
+        entry = kind.summarize(data, base_suites.get(name))
+        if kind.section:
+            summary.setdefault(kind.section, {})[name] = entry
+        if kind.headline:
+            summary.setdefault(kind.headline, entry)  # the recipe's first suite of a kind is the headline
+    return summary
+
+
+def evaluate_targets(summary: dict[str, Any], targets: dict[str, Any]) -> dict[str, Any]:
+    """pass / fail / not measured per target; `within_noise` when the interval straddles the limit."""
+    verdicts: dict[str, Any] = {}
+    for name, limit in targets.items():
+        if limit is None:
+            continue
+        kind = measuring(name)
+        if kind is None:
+            verdicts[name] = {"status": "not measured", "limit": limit, "why": "no suite kind measures it"}
+            continue
+        rule, measured = kind.targets[name], kind.target_value(summary, name)
+        if measured.value is None:
+            verdicts[name] = {"status": "not measured", "limit": limit, "why": measured.why}
+            continue
+        ok = measured.value <= limit if rule.upper else measured.value >= limit
+        noise = bool(measured.ci and min(measured.ci) <= limit <= max(measured.ci))
+        verdicts[name] = {"status": "pass" if ok else "fail", "value": measured.value, "limit": limit,
+                          "ci": measured.ci, "within_noise": noise, "unit": rule.unit}
+    return verdicts
+
+
+def _judge(summary: dict[str, Any], spec: dict[str, Any]) -> None:
+    """Targets, then each headline's recipe-policy verdict (e.g. parity thresholds) stored in it."""
+    summary["targets"] = evaluate_targets(summary, spec["targets"])
+    for key, kind in headlines().items():
+        if key in summary:
+            verdict = kind.verdict(summary[key], spec)
+            if verdict is not None:
+                summary[key]["verdict"] = verdict
+
+
+def _variant_entry(name: str, result: dict[str, Any], gate: bool) -> dict[str, Any]:
+    build = result.get("build", {})
+    return {"name": name, "status": result.get("status"), "gate": gate, "steps": result.get("steps", []),
+            "error": result.get("error"), "traceback": result.get("traceback"), "notes": build.get("notes", []),
+            "key": build.get("key"), "training": build.get("training", []), "runtimes": {}}
+
+
+def aggregate(run: rundir.RunDir, plan: dict[str, Any], results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The run's summary from its plan and its variants' results (as read from the run folder)."""
+    resolved = run.read_resolved_recipe()
+    spec = resolved["spec"]
+    gates = {v["name"]: v["gate"] for v in resolved["variants"]}
+    baseline = results.get(plan["baseline"], {})
+    variants = []
+    for name, result in results.items():
+        entry = _variant_entry(name, result, gates.get(name, True))
+        for runtime, measured in result.get("measurements", {}).items():
+            if measured.get("status") == "not applicable":
+                entry.setdefault("not_applicable", {})[runtime] = measured.get("reason")
+                continue
+            summary = summarize_runtime(result, runtime, baseline)
+            _judge(summary, spec)
+            entry["runtimes"][runtime] = summary
+        variants.append(entry)
+    return {"run_id": plan["run_id"], "recipe": plan["recipe"], "baseline": plan["baseline"],
+            "targets": spec["targets"], "variants": variants,
+            rundir.FORMAT_KEY: plan.get(rundir.FORMAT_KEY, 1)}

@@ -1,0 +1,1 @@
+"""Executing a recipe: the plan, one isolated worker per variant, progress, resume."""

@@ -1,0 +1,112 @@
+"""The run's plan, decided once before any worker starts and recorded in `run.json`: for every
+variant, which runtimes measure it (or why a runtime is not applicable) and with which suites —
+the recipe's, plus the automatic `parity` suite on every runtime that does not run torch weights
+(each export is checked against the torch weights it came from). Workers get the plan as a
+frozen `VariantJob` and carry it out; they decide nothing about what to measure.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.registries import RUNTIMES
+from harness.spec.recipe import Recipe, ResolvedVariant, runtime_plan
+
+PARITY = "parity"
+
+
+@dataclass(frozen=True)
+class RuntimeJob:
+    """One runtime of a variant: measured with `suites` (definitions), or not applicable for `reason`."""
+
+    runtime: str
+    reason: str | None
+    suites: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class VariantJob:
+    """Everything a variant's isolated worker needs; plain data, so it pickles into the spawned process."""
+
+    variant: str
+    base: dict[str, Any]
+    steps: tuple[dict[str, Any], ...]
+    runtimes: tuple[RuntimeJob, ...]
+    cache_dir: str
+    work_dir: str
+    recipe_dir: str | None = None
+    seed: int = 0
+    threads: int | None = None
+    use_cache: bool = True
+
+
+def runs_torch(runtime: str) -> bool:
+    return "torch" in RUNTIMES.get(runtime).accepts
+
+
+def resolve_suites(recipe: Recipe) -> list[dict[str, Any]]:
+    """The recipe's suite definitions, as run.json records them."""
+    from harness.spec.suite_files import load_suite
+
+    recipe_dir = recipe.path.parent if recipe.path else None
+    return [load_suite(name, recipe_dir).model_dump(mode="json") for name in recipe.spec.suites]
+
+
+def added_suites(recipe: Recipe, suites: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The automatic parity suite, when some runtime runs exports and the recipe names no parity suite."""
+    from harness.spec.suite_files import load_suite
+
+    if any(s["kind"] == PARITY for s in suites) or all(runs_torch(r) for r in recipe.spec.runtimes):
+        return []
+    return [load_suite(PARITY, recipe.path.parent if recipe.path else None).model_dump(mode="json")]
+
+
+def plan_variant(variant: ResolvedVariant, runtimes: list[str], suites: list[dict[str, Any]],
+                 added: list[dict[str, Any]]) -> dict[str, Any]:
+    """A `PlannedVariant`: per runtime, the reason it does not apply or the suites it runs."""
+    reasons = runtime_plan(variant.formats, runtimes, variant.runtimes)
+    planned = []
+    for runtime in runtimes:
+        names = [s["name"] for s in suites]
+        if reasons[runtime] is None and not runs_torch(runtime):
+            names += [s["name"] for s in added]
+        planned.append({"runtime": runtime, "reason": reasons[runtime],
+                        "suites": names if reasons[runtime] is None else []})
+    return {"name": variant.name, "formats": list(variant.formats), "runtimes": planned}
+
+
+def plan_run(recipe: Recipe, suites: list[dict[str, Any]], added: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [plan_variant(v, recipe.spec.runtimes, suites, added) for v in recipe.variants]
+
+
+def variant_job(recipe: Recipe, variant: ResolvedVariant, planned: dict[str, Any],
+                definitions: list[dict[str, Any]], work_dir: Path, use_cache: bool = True) -> VariantJob:
+    """The worker's input for one planned variant."""
+    from harness.paths import cache_dir
+
+    by_name = {s["name"]: s for s in definitions}
+    runtimes = tuple(RuntimeJob(r["runtime"], r["reason"], tuple(by_name[n] for n in r["suites"]))
+                     for r in planned["runtimes"])
+    return VariantJob(variant=variant.name, base=recipe.spec.base.model_dump(), steps=tuple(variant.steps_as_data()),
+                      runtimes=runtimes, cache_dir=str(cache_dir()), work_dir=str(work_dir),
+                      recipe_dir=str(recipe.path.parent.resolve()) if recipe.path else None, seed=recipe.spec.seed,
+                      threads=int(os.environ.get("HARNESS_THREADS", "0")) or None, use_cache=use_cache)
+
+
+def job_for(base: dict[str, Any], steps: list[dict[str, Any]], formats: list[str], runtimes: list[str],
+            suites: list[dict[str, Any]], cache: Path, work_dir: Path, chosen: list[str] | None = None,
+            recipe_dir: Path | None = None, use_cache: bool = True) -> VariantJob:
+    """A planned job for one variant outside a recipe run (tests, notebooks), by the same rules as
+    `plan_run`: `chosen` is the variant's own `runtimes:` list."""
+    from harness.spec.suite_files import load_suite
+
+    reasons = runtime_plan(formats, runtimes, chosen)
+    parity = [] if any(s["kind"] == PARITY for s in suites) else \
+        [load_suite(PARITY, recipe_dir).model_dump(mode="json")]
+    jobs = tuple(RuntimeJob(r, reasons[r], () if reasons[r] is not None else
+                            tuple(suites) + (() if runs_torch(r) else tuple(parity))) for r in runtimes)
+    return VariantJob(variant="variant", base=base, steps=tuple(steps), runtimes=jobs, cache_dir=str(cache),
+                      work_dir=str(work_dir), recipe_dir=str(recipe_dir) if recipe_dir else None, use_cache=use_cache)

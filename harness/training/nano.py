@@ -1,0 +1,82 @@
+"""Building the nano reference (harness.models.nano defines it): train on nano-VQA train, check on
+the test split, save into the user cache dir. `harness run` builds it once, visibly, before any
+worker needs it; `harness reference build` rebuilds it on request."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from harness.models.nano import (
+    TRAIN,
+    build_config,
+    build_model,
+    build_processor,
+    checkpoint_dir,
+    fingerprint,
+    shipped_checkpoint,
+)
+
+
+def ensure_nano(force: bool = False, progress: bool = True) -> Path:
+    """Return the cached nano checkpoint, building (and training) it first if needed."""
+    path = checkpoint_dir()
+    if not force:
+        if (path / "nano_report.json").exists():
+            return path
+        shipped = shipped_checkpoint()
+        if shipped is not None:
+            return shipped
+    tmp = path.with_name(path.name + f".building-{int(time.time() * 1e6)}")
+    report = train_nano(tmp, progress=progress)
+    (tmp / "nano_report.json").write_text(json.dumps(report, indent=2))
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return path
+
+
+def train_nano(out_dir: Path, progress: bool = True, train_overrides: dict | None = None) -> dict:
+    """Train the nano model on nano-VQA train; save it; return timing and test accuracy."""
+    import torch
+
+    from harness.data.nano_vqa import EMPTY_CELL, load_nano_vqa
+    from harness.models.fastvlm import LoadedModel
+    from harness.training import TrainConfig, train
+    from harness.training.batches import VQABatcher
+    from harness.training.evaluate import evaluate_exact_match
+
+    settings = {**TRAIN, **(train_overrides or {})}
+    torch.manual_seed(settings["seed"])
+    processor = build_processor()
+    model = build_model(build_config(processor.tokenizer), seed=settings["seed"])
+    start = time.perf_counter()
+    batcher = VQABatcher(processor, load_nano_vqa("train"))
+    heads = batcher.enable_auxiliary(model.config.vision_config.hidden_size, EMPTY_CELL + 1, 10)
+    config = TrainConfig(steps=settings["steps"], batch_size=settings["batch_size"],
+                         lr=settings["lr"], warmup=settings["warmup"],
+                         weight_decay=settings["weight_decay"], seed=settings["seed"])
+    validation = load_nano_vqa("validation").select(range(250))
+
+    def validate(step: int) -> dict:
+        scores = evaluate_exact_match(LoadedModel(model=model, processor=processor, source="nano"),
+                                      validation, batch_size=125)
+        return {"val_exact_match": scores["exact_match"], **{f"val_{k}": v for k, v in scores["per_kind"].items()}}
+
+    history = train(model, batcher, config, progress=progress, description="training nano",
+                    extra_parameters=list(heads.parameters()), evaluate=validate,
+                    eval_every=settings["eval_every"])
+    train_seconds = time.perf_counter() - start
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    loaded = LoadedModel(model=model, processor=processor, source="nano")
+    scores = evaluate_exact_match(loaded, load_nano_vqa("test"), batch_size=100)
+    return {"fingerprint": fingerprint(), "train_seconds": round(train_seconds, 1),
+            "final_loss": history[-1]["loss"], "test": scores,
+            "validation": [row for row in history if "val_exact_match" in row],
+            "threads": torch.get_num_threads()}
