@@ -43,13 +43,25 @@ class RuntimeUnavailable(HarnessError):
 
 
 class MissingExtraError(HarnessError):
-    """An optional dependency group is not installed."""
+    """An optional dependency group is not installed, or is installed but does not import.
 
-    def __init__(self, extra: str, feature: str, module: str) -> None:
-        super().__init__(
-            f"{feature} needs the Python module '{module}': "
-            f"install it with  pip install 'fastvlm-harness[{extra}]'"
-        )
+    `detail` is None when the module itself is not installed; otherwise it is the import's own
+    failure, "ExceptionType: first line" (e.g. a dependency of the module is missing), which the
+    message names so that the user is not told to install what is already there.
+    """
+
+    def __init__(self, extra: str, feature: str, module: str, detail: str | None = None) -> None:
+        self.extra, self.feature, self.module, self.detail = extra, feature, module, detail
+        install = f"pip install 'fastvlm-harness[{extra}]'"
+        if detail is None:
+            message = f"{feature} needs the Python module '{module}', which is not installed: {install}"
+        else:
+            message = (f"{feature} needs the Python module '{module}', which is installed but fails to import: "
+                       f"{detail} (a dependency of it is missing or broken); reinstall with {install}")
+        super().__init__(message)
+
+    def __reduce__(self):  # noqa: ANN204 - the arguments, not the message, rebuild it (e.g. from a worker)
+        return type(self), (self.extra, self.feature, self.module, self.detail)
 
 
 class RunDirError(HarnessError):
@@ -61,11 +73,27 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
 
 
+def _not_installed(module: str, exc: BaseException) -> bool:
+    """Whether `exc`, raised importing `module`, means the module itself (or a package above it) is
+    absent, rather than something the module imports."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return module == exc.name or module.startswith(exc.name + ".")
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module.partition(".")[0]) is None
+    except (ImportError, ValueError):
+        return True
+
+
 def require(module: str, extra: str, feature: str):  # noqa: ANN201 - returns a module
-    """Import an optional dependency or raise a one-line `MissingExtraError`."""
+    """Import an optional dependency or raise a one-line `MissingExtraError` that says whether the
+    module is not installed or is installed but fails to import (and why)."""
     import importlib
 
     try:
         return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingExtraError(extra, feature, module) from exc
+    except Exception as exc:  # an installed module's import can fail with anything, not only ImportError
+        if isinstance(exc, ImportError) and _not_installed(module, exc):
+            raise MissingExtraError(extra, feature, module) from exc
+        raise MissingExtraError(extra, feature, module, f"{type(exc).__name__}: {first_line(exc)}") from exc

@@ -39,14 +39,17 @@ SUITES = {
 }
 
 
+TARGETS = "{max_ttft_ms: 1000, max_size_mb: 100, max_peak_memory_mb: 2000, min_retention: 0.5}"
+
+
 def make_recipe(root: Path, variants: str, suites: str = "[acc-small, lat-small, mem-small, size]",
-                name: str = "pipe") -> Path:
+                name: str = "pipe", targets: str = TARGETS) -> Path:
     (root / "suites").mkdir(parents=True, exist_ok=True)
     for suite, text in SUITES.items():
         (root / "suites" / f"{suite}.yaml").write_text(textwrap.dedent(text))
     path = root / f"{name}.yaml"
     path.write_text(f"name: {name}\nbase: nano\nbaseline: base\nsuites: {suites}\n"
-                    f"targets: {{max_ttft_ms: 1000, max_size_mb: 100, max_peak_memory_mb: 2000, min_retention: 0.5}}\n"
+                    f"targets: {targets}\n"
                     f"variants:\n" + textwrap.indent(textwrap.dedent(variants), "  "))
     return path
 

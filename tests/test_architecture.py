@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("results",),
     ("spec",),
     # the ground floor: typed errors, the registries, paths, the environment, process isolation
-    ("", "errors", "registry", "registries", "paths", "environment", "sqlite_wal", "isolation"),
+    ("", "errors", "exits", "registry", "registries", "paths", "environment", "sqlite_wal", "isolation", "shipped"),
 ]
 
 #: File names and the one module allowed to spell each of them.

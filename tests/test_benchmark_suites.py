@@ -254,7 +254,8 @@ def test_missing_column_and_dataset_and_split_are_one_clear_line(with_data, tmp_
     message = str(err.value)
     assert "\n" not in message and "lmms-lab/OCRBench (config default), split test, is not available offline" in message
     assert str(with_data / "lmms-lab/OCRBench/default") in message and "hub cache" in message
-    assert "datasets.load_dataset('lmms-lab/OCRBench', 'default')" in message and "<split>-*.parquet" in message
+    assert "lmms-lab/OCRBench/default/test-*.parquet" in message and "--data-dir" in message
+    assert "network" not in message
     with pytest.raises(DataError, match="no folder for config 'Nope'"):
         load_split(DatasetSpec(name="MMMU/MMMU", configs=["Art", "Nope"], split="validation"))
 

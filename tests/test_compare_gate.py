@@ -214,10 +214,13 @@ def test_export_csv_and_parquet(first_run, tmp_path):
 def test_injected_slowdown_is_caught_by_the_gate(tmp_path, nano_dir):
     """Two real runs: the second slows the vision encoder by 30 ms per call; the gate must fail it."""
     suites = "[lat-gate, size]"
-    first = run(make_recipe(tmp_path / "a", "- {name: base}\n- {name: other}\n", suites=suites),
+    # only targets these suites measure: an unmeasured one would be a gate ERROR (exit 3)
+    targets = "{max_ttft_ms: 1000, max_size_mb: 100, max_peak_memory_mb: null, min_retention: null}"
+    first = run(make_recipe(tmp_path / "a", "- {name: base}\n- {name: other}\n", suites=suites, targets=targets),
                 output=tmp_path / "reports", progress=False)
     slowed = "- {name: base}\n- {name: other, steps: [{kind: fault, mode: slow, milliseconds: 30}]}\n"
-    second = run(make_recipe(tmp_path / "b", slowed, suites=suites), output=tmp_path / "reports", progress=False)
+    second = run(make_recipe(tmp_path / "b", slowed, suites=suites, targets=targets), output=tmp_path / "reports",
+                 progress=False)
     code, checks, warnings = gate(second, baseline=str(first))
     failed = {(c.variant, c.target) for c in checks if not c.ok}
     assert code == 1 and ("other", "regression:TTFT p50 ms") in failed

@@ -282,7 +282,11 @@ def test_parity_verdicts_and_gate_cases():
     by = {(c.variant, c.runtime, c.target): c for c in checks(summary)}
     assert by[("q", "onnxruntime", "parity")].ok is False
     assert by[("q", "torch-eager", "applicable")].skipped
-    assert by[("c", "coreml", "parity")].skipped and by[("c", "coreml", "max_ttft_ms")].skipped
+    # off macOS Core ML cannot be measured: not measured never passes, each check says why and what to do
+    for target in ("parity", "max_ttft_ms", "suite:latency"):
+        assert by[("c", "coreml", target)].mark == "ERROR", target
+    assert "needs macOS" in by[("c", "coreml", "suite:latency")].message
+    assert "gate: false" in by[("c", "coreml", "suite:latency")].message
 
 
 # --- the nano reference ------------------------------------------------------------------------------

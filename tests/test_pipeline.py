@@ -114,8 +114,9 @@ def test_same_recipe_twice_gives_identical_accuracy(first_run):
 def test_gate_passes_and_fails_on_targets(first_run, tmp_path):
     _, run_dir = first_run
     code, checks, _ = gate(run_dir, tmp_path / "junit.xml")
-    assert code == 1  # the crashing variant is gated
-    assert any(c.variant == "crash" and not c.ok for c in checks)
+    assert code == 3  # the crashing variant is gated: not measured, so the gate cannot pass
+    assert any(c.variant == "crash" and c.error and c.mark == "ERROR" for c in checks)
+    assert "<error " in (tmp_path / "junit.xml").read_text()
     assert "<testsuite" in (tmp_path / "junit.xml").read_text()
     resolved_path = run_dir / "recipe.resolved.json"
     original = resolved_path.read_text()

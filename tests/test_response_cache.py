@@ -190,7 +190,7 @@ def test_cli_no_cache_reaches_the_runner(tmp_path, monkeypatch):
     seen = []
 
     def fake_run(*args, **kwargs):
-        seen.append(kwargs["use_cache"])
+        seen.append(kwargs["options"].use_cache)
         raise ConfigError("stop here")
 
     monkeypatch.setattr(harness.run.runner, "run", fake_run)

@@ -15,19 +15,20 @@ import typer
 from harness import __version__
 from harness.errors import HarnessError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Build compressed FastVLM variants and prove what each one costs.")
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a HarnessError into one line on stderr and exit code 2 (no traceback)."""
+    """Turn a HarnessError into one line per problem on stderr and exit code 2 (no traceback)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except HarnessError as exc:
-            typer.secho(f"error: {exc}", err=True, fg="red")
+            for line in str(exc).splitlines() or [type(exc).__name__]:
+                typer.secho(f"error: {line}", err=True, fg="red")
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper

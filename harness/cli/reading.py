@@ -33,23 +33,33 @@ def gate_command(run_dir: Path = typer.Argument(..., help="A finished run direct
                  junit: Path | None = typer.Option(
                      None, help=f"Where to write JUnit XML (default RUN_DIR/{JUNIT})."),
                  markdown: Path | None = typer.Option(
-                     None, help="Append a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).")) -> None:
-    """Exit 0 if every gated variant met every target (and did not regress), 1 if not, 2 on bad input."""
-    from harness.results.gate import gate
+                     None, help="Append a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)."),
+                 as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Exit 0 if every gated variant was measured and met every target (and did not regress); 1 if a
+    target was missed or a regression found; 3 if a gated measurement is missing, failed or cannot
+    be made here (not measured never passes); 2 on bad input."""
+    from dataclasses import asdict
+
+    from harness.results.gate import gate, verdict
 
     code, results, warnings = gate(run_dir, junit, baseline, markdown)
+    if as_json:
+        typer.echo(json.dumps({"exit_code": code, "verdict": verdict(code), "warnings": warnings,
+                               "checks": [{**asdict(c), "mark": c.mark} for c in results]}, indent=1))
+        raise typer.Exit(code)
     for warning in warnings:
         typer.secho(f"warning: {warning}", fg="yellow")
     for check in results:
-        typer.echo(f"{check.mark}  {check.variant:<20} {check.runtime:<12} {check.message}")
-    typer.echo("gate: passed" if code == 0 else "gate: FAILED")
+        typer.echo(f"{check.mark:<5} {check.variant:<20} {check.runtime:<12} {check.message}")
+    typer.echo(f"gate: {verdict(code)}")
     raise typer.Exit(code)
 
 
 @app.command()
 @user_errors
 def history(output: Path = typer.Option(Path("reports"), help=f"The output directory holding {HISTORY}."),
-            recipe: str | None = typer.Option(None, help="Only runs of this recipe.")) -> None:
+            recipe: str | None = typer.Option(None, help="Only runs of this recipe."),
+            as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List recorded runs from the history database."""
     import time
 
@@ -64,9 +74,11 @@ def history(output: Path = typer.Option(Path("reports"), help=f"The output direc
         rows = list_runs(db)
     except sqlite3.DatabaseError as exc:
         raise HarnessError(f"history database '{db}' is unusable ({exc}); move it aside to start a new one") from None
+    rows = [row for row in rows if not recipe or row["recipe"] == recipe]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
     for row in rows:
-        if recipe and row["recipe"] != recipe:
-            continue
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["started"] or 0))
         typer.echo(f"{when}  {row['run_id']:<45} {row['recipe']:<16} "
                    f"variants {row['n_variants']} failed {row['n_failed']}")
@@ -118,12 +130,17 @@ def _num(value: float | None) -> str:
 @baseline_app.command("set")
 @user_errors
 def baseline_set(name: str = typer.Argument(..., help="A name, e.g. main."),
-                 run_dir: Path = typer.Argument(..., help="A finished run directory.")) -> None:
+                 run_dir: Path = typer.Argument(..., help="A finished run directory."),
+                 allow_limited: bool = typer.Option(False, "--allow-limited",
+                                                    help="Accept a run made with --limit as the baseline.")) -> None:
     """Remember RUN_DIR as baseline NAME in the history database next to it."""
     from harness.results.gate import load_summary
     from harness.results.history import set_baseline
 
     summary = load_summary(run_dir)
+    if summary.get("limit") and not allow_limited:
+        raise HarnessError(f"'{run_dir}' was run with --limit {summary['limit']} (a subset of every accuracy "
+                           "suite); a baseline should be a full run — rerun without --limit, or pass --allow-limited")
     set_baseline(RunDir(run_dir).history_file, name, summary["run_id"], run_dir)
     typer.echo(f"baseline '{name}' -> {run_dir}")
 

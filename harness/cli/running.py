@@ -9,74 +9,158 @@ import typer
 
 from harness.cli.app import app, user_errors
 
+RUN_HELP = """Build every variant of RECIPE, measure it, write the report and print its path.
 
-@app.command()
+Exit code: 0 every variant built and every planned suite measured (targets may still be missed:
+the last line says so); 1 a variant or a suite failed or could not be measured here (each is
+listed with its reason); 2 a user error (bad recipe, missing data or model, ...), found before
+anything ran. `harness gate RUN_DIR` turns the targets into a CI decision."""
+
+
+@app.command(help=RUN_HELP)
 @user_errors
 def run(recipe: Path | None = typer.Argument(None, help="Recipe YAML to run."),
         output: Path | None = typer.Option(None, "--output", "-o",
                                            help="Directory for runs (default: recipe's output)."),
         resume: Path | None = typer.Option(None, "--resume", help="Finish an interrupted run directory."),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="With --resume: run failed variants again."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (variants × runtimes × suites, cache "
+                                                              "hits, ETA) after the preflight; run nothing."),
+        variant: list[str] = typer.Option([], "--variant", help="Run only this variant (repeatable; the baseline "
+                                                                "is added)."),
+        limit: int | None = typer.Option(None, "--limit", min=1, help="At most N items per accuracy suite (marked in "
+                                                                      "results: never a full run's equal)."),
+        overrides: list[str] = typer.Option([], "--set", help="Override a recipe field: dotted.key=value "
+                                                              "(repeatable), validated like the file."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Plain output, no progress bar."),
-        no_cache: bool = typer.Option(False, "--no-cache",
-                                      help="Bypass the response cache (neither read nor write answers)."),
-        data_dir: list[Path] = typer.Option([], "--data-dir",
-                                            help="Folder with local dataset copies (<dir>/<hub id>/...), searched "
-                                                 "before the hub cache; repeatable.")) -> None:
-    """Build every variant of RECIPE, measure it, write the report and print its path."""
+        no_cache: bool = typer.Option(False, "--no-cache", help="Bypass the response cache (neither read nor "
+                                                                "write answers)."),
+        as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
+        data_dir: list[Path] = typer.Option([], "--data-dir", help="Folder with local dataset copies "
+                                                                   "(<dir>/<hub id>/...), searched before the hub "
+                                                                   "cache; repeatable.")) -> None:
     from harness.errors import ConfigError
-    from harness.results.gate import checks
-    from harness.results.rundir import RunDir
-    from harness.run.runner import run as run_recipe
+    from harness.run import runner
 
     if (recipe is None) == (resume is None):
         raise ConfigError("give a recipe file, or --resume RUN_DIR (not both)")
+    if resume is not None and (variant or limit or overrides or dry_run):
+        raise ConfigError("--resume finishes a run as it was planned; --variant, --limit, --set and --dry-run "
+                          "apply to a new run")
+    if retry_failed and resume is None:
+        raise ConfigError("--retry-failed goes with --resume RUN_DIR")
     if data_dir:  # the spawned variant workers inherit it (harness.data.sources.data_dirs)
         from harness.data.sources import use_data_dirs
 
         use_data_dirs(data_dir)
-    run_dir = run_recipe(recipe, output=output, resume=resume, progress=not no_progress,
-                         use_cache=not no_cache)
-    finished = RunDir(run_dir)
-    summary = finished.read_summary()
-    failed = [v["name"] for v in summary["variants"] if v["status"] != "ok"]
-    misses = [f"{c.variant}/{c.target}" for c in checks(summary) if not c.ok]
-    typer.echo(f"run:    {run_dir}")
-    typer.echo(f"report: {finished.report_file}")
-    if failed:
-        typer.echo(f"failed variants: {', '.join(failed)}")
-    typer.echo(f"targets missed: {len(misses)} (see the report; `harness gate {run_dir}` for CI)")
+    options = runner.RunOptions(output=output, progress=not no_progress, use_cache=not no_cache,
+                                variants=tuple(variant), limit=limit, overrides=tuple(overrides),
+                                retry_failed=retry_failed)
+    if dry_run:
+        _print_dry_run(recipe, options, as_json)
+        return
+    run_dir = runner.run(recipe, resume=resume, options=options)
+    from harness.cli.run_summary import report_run
+
+    raise typer.Exit(report_run(run_dir))
+
+
+def _print_dry_run(recipe: Path | None, options: object, as_json: bool) -> None:
+    from harness.run.dry_run import dry_run, lines
+
+    described = dry_run(recipe, options)  # type: ignore[arg-type]
+    typer.echo(json.dumps(described, indent=1) if as_json else "\n".join(lines(described)))
 
 
 @app.command()
 @user_errors
-def validate(recipes: list[Path] = typer.Argument(..., help="Recipe YAML files.")) -> None:
-    """Check recipes without importing torch or building anything."""
+def validate(recipes: list[Path] = typer.Argument(..., help="Recipe YAML files."),
+             deep: bool = typer.Option(False, "--deep", help="Also the preflight of `harness run`: base model, "
+                                                             "suite data and columns, runtime modules, output."),
+             overrides: list[str] = typer.Option([], "--set", help="Override a recipe field: dotted.key=value."),
+             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Check recipes without importing torch or building anything; every problem of a file at once."""
+    from harness.errors import HarnessError
+    from harness.run.runner import RunOptions, prepare
     from harness.spec.recipe import load_recipe
 
+    report, failed = [], []
     for path in recipes:
-        recipe = load_recipe(path)
-        typer.echo(f"{path}: ok ({len(recipe.variants)} variants: {', '.join(v.name for v in recipe.variants)})")
+        try:
+            recipe = prepare(path, RunOptions(overrides=tuple(overrides)))[0] if deep else \
+                load_recipe(path, list(overrides))
+            report.append({"recipe": str(path), "ok": True, "variants": [v.name for v in recipe.variants]})
+        except HarnessError as exc:
+            failed.append(exc)
+            report.append({"recipe": str(path), "ok": False, "problems": str(exc).splitlines()})
+    if as_json:
+        typer.echo(json.dumps(report, indent=1))
+    else:
+        for entry in report:
+            if entry["ok"]:
+                typer.echo(f"{entry['recipe']}: ok ({len(entry['variants'])} variants: {', '.join(entry['variants'])})")
+    if failed:
+        if as_json:
+            raise typer.Exit(failed[0].exit_code)
+        raise failed[0] if len(failed) == 1 else _joined(failed)
+
+
+def _joined(errors: list[Exception]) -> Exception:
+    from harness.spec.messages import ConfigProblems
+
+    return ConfigProblems([line for exc in errors for line in str(exc).splitlines()])
+
+
+LS_CATEGORIES = ("steps", "runtimes", "metrics", "suite kinds", "suites", "recipes")
 
 
 @app.command("ls")
 @user_errors
-def list_registered(
-        kind: str | None = typer.Argument(None, help="steps, runtimes, metrics, suite kinds or suites")) -> None:
+def list_registered(kind: str | None = typer.Argument(None, help="steps, runtimes, metrics, suite-kinds, suites or "
+                                                                 "recipes"),
+                    as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List what is registered, one line each."""
+    from harness.errors import ConfigError
     from harness.registries import ALL
+    from harness.registry import did_you_mean
     from harness.spec.suite_files import available, find_suite, load_suite
 
-    for name, registry in ALL.items():
-        if kind and kind not in (name, name.rstrip("s"), name.replace(" ", "-")):
-            continue
+    aliases = {alias: name for name in LS_CATEGORIES
+               for alias in (name, name.rstrip("s"), name.replace(" ", "-"), name.replace(" ", "-").rstrip("s"))}
+    if kind is not None and kind not in aliases:
+        raise ConfigError(f"unknown category '{kind}'{did_you_mean(kind, list(aliases))}")
+    wanted = [aliases[kind]] if kind else list(LS_CATEGORIES)
+    listing: dict[str, list[dict[str, str]]] = {}
+    for name in wanted:
+        if name == "suites":
+            listing[name] = [{"name": s, "kind": (spec := load_suite(s)).kind, "description": spec.description,
+                              "path": str(find_suite(s))} for s in available()]
+        elif name == "recipes":
+            listing[name] = _shipped_recipes()
+        else:
+            listing[name] = [{"name": e.name, "description": e.description} for e in ALL[name].entries()]
+    if as_json:
+        typer.echo(json.dumps(listing, indent=1))
+        return
+    for name, entries in listing.items():
         typer.secho(name, bold=True)
-        for entry in registry.entries():
-            typer.echo(f"  {entry.name:<18} {entry.description}")
-    if not kind or kind == "suites":
-        typer.secho("suites", bold=True)
-        for name in available():
-            spec = load_suite(name)
-            typer.echo(f"  {name:<18} [{spec.kind}] {spec.description}  ({find_suite(name)})")
+        for entry in entries:
+            extra = f"[{entry['kind']}] " if "kind" in entry else ""
+            where = f"  ({entry['path']})" if "path" in entry else ""
+            typer.echo(f"  {entry['name']:<18} {extra}{entry['description']}{where}")
+
+
+def _shipped_recipes() -> list[dict[str, str]]:
+    """The recipes that ship with the harness (`harness run NAME` finds them from any folder)."""
+    import yaml
+
+    from harness.shipped import recipes_dir
+
+    out = []
+    for path in sorted(recipes_dir().glob("*.yaml")):
+        data = yaml.safe_load(path.read_text()) or {}
+        out.append({"name": path.stem, "description": str(data.get("description", "")), "path": str(path)})
+    return out
 
 
 @app.command()

@@ -32,6 +32,7 @@ SHAPES = ("circle", "square", "triangle")
 COUNT_WORDS = ("zero", "one", "two", "three", "four")
 KINDS = ("colour", "shape", "count", "spatial", "digit")
 SPLITS = ("train", "validation", "test")
+COLUMNS = ("id", "image", "question", "answer", "kind", "cells", "digit")
 IGNORE = -100
 EMPTY_CELL = len(COLOURS) * len(SHAPES)  # 18: cell classes are 18 colour-shape pairs + empty
 NO_CELLS = (IGNORE,) * GRID * GRID  # digit scenes have no cell annotation

@@ -67,12 +67,6 @@ def append_data_dirs(dirs: list[str], base: Path) -> None:
     os.environ[DATA_ENV] = os.pathsep.join(dict.fromkeys(_env_dirs() + [str(d) for d in resolved]))
 
 
-def hub_cache() -> str:
-    import datasets
-
-    return str(datasets.config.HF_DATASETS_CACHE)
-
-
 def load_split(spec: DatasetSpec, base_dir: Path | None = None) -> Any:
     """The split `spec` names, with its filter applied; configs concatenated."""
     import datasets
@@ -110,13 +104,9 @@ def _filtered(data: Any, spec: DatasetSpec) -> Any:
                        input_columns=columns)
 
 
-def _local_copy(spec: DatasetSpec) -> Any:
-    """A hub id's local copy from the first data dir holding it, or None.
-
-    The files of every config are found with `datasets`' own split patterns (`<split>-*.parquet`,
-    `data/<split>-*`, ...) and read in ONE `load_dataset` call: loading 30 MMMU subjects one by one
-    costs a builder and an Arrow cache each; the `_config` column comes from per-file row counts."""
-    import datasets
+def _local_files(spec: DatasetSpec) -> tuple[list[str], list[tuple[str | None, str]], Path] | None:
+    """A hub id's files of the split in the first data dir holding it (every config), the config
+    each file belongs to, and the first folder; None when no data dir holds it."""
     from datasets.data_files import DataFilesDict, get_data_patterns
 
     if spec.name == "nano-vqa" or Path(spec.name).expanduser().exists():
@@ -142,15 +132,80 @@ def _local_copy(spec: DatasetSpec) -> Any:
                                 f"(splits there: {splits}; files are named <split>-*.parquet)")
             files += list(found[spec.split])
             owners += [(config, f) for f in found[spec.split]]
-        builder = LOCAL_BUILDERS.get(Path(files[0]).suffix)
-        if builder is None:
-            raise DataError(f"dataset {spec.label()}: unsupported file type '{Path(files[0]).suffix}' in {folders[0]}")
-        data = _call(spec, lambda b=builder, f=files: datasets.load_dataset(b, data_files={spec.split: f},
-                                                                             split=spec.split))
-        if spec.configs:
-            data = data.add_column(CONFIG_COLUMN, _file_labels(owners))
-        return data
+        return files, owners, folders[0]
     return None
+
+
+def _local_copy(spec: DatasetSpec) -> Any:
+    """A hub id's local copy from the first data dir holding it, or None.
+
+    The files of every config are found with `datasets`' own split patterns (`<split>-*.parquet`,
+    `data/<split>-*`, ...) and read in ONE `load_dataset` call: loading 30 MMMU subjects one by one
+    costs a builder and an Arrow cache each; the `_config` column comes from per-file row counts."""
+    import datasets
+
+    found = _local_files(spec)
+    if found is None:
+        return None
+    files, owners, folder = found
+    builder = LOCAL_BUILDERS.get(Path(files[0]).suffix)
+    if builder is None:
+        raise DataError(f"dataset {spec.label()}: unsupported file type '{Path(files[0]).suffix}' in {folder}")
+    data = _call(spec, lambda: datasets.load_dataset(builder, data_files={spec.split: files}, split=spec.split))
+    if spec.configs:
+        data = data.add_column(CONFIG_COLUMN, _file_labels(owners))
+    return data
+
+
+def probe(spec: DatasetSpec, base_dir: Path | None = None) -> list[str] | None:
+    """Whether the split is available here, without reading it (`harness run`'s preflight): its
+    columns when they are cheap to know (nano-VQA, parquet schemas), None when only its presence
+    is; a `DataError` saying where it looked and how to provide it when it is not available."""
+    if spec.name == "nano-vqa":
+        from harness.data.nano_vqa import COLUMNS, SPLITS
+
+        if spec.split not in SPLITS:
+            raise DataError(f"nano-vqa has no split '{spec.split}'; use one of {list(SPLITS)}")
+        return list(COLUMNS)
+    path = Path(spec.name).expanduser()
+    if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
+        path = base_dir / path
+    if path.exists():
+        return _parquet_columns([str(path)]) if path.is_file() else None
+    found = _local_files(spec)
+    if found is not None:
+        columns = _parquet_columns(found[0])
+        return columns + [CONFIG_COLUMN] if columns is not None and spec.configs else columns
+    if _in_hub_cache(spec.name):
+        return None
+    raise _not_available(spec, spec.config or (spec.configs or [None])[0], data_dirs())
+
+
+def _parquet_columns(files: list[str]) -> list[str] | None:
+    if not files or not all(f.endswith(".parquet") for f in files):
+        return None
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(files[0]).names)
+
+
+def _in_hub_cache(name: str) -> bool:
+    """A hub dataset `datasets` downloaded before (its repo folder in the hub cache)."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    folder = Path(HF_HUB_CACHE) / f"datasets--{name.replace('/', '--')}"
+    return (folder / "snapshots").is_dir() and any((folder / "snapshots").iterdir())
+
+
+def _not_available(spec: DatasetSpec, config: str | None, dirs: list[Path]) -> DataError:
+    sub = f"{spec.name}/{config}/" if config else f"{spec.name}/"
+    looked = ", ".join(str(d / sub) for d in dirs) or f"no data dir (none given with --data-dir or {DATA_ENV})"
+    return DataError(
+        f"dataset {spec.name}" + (f" (config {config})" if config else "") + f", split {spec.split}, is not "
+        f"available offline (looked in {looked} and the hub cache); provide it as parquet files "
+        f"<data dir>/{sub}{spec.split}-*.parquet (or <data dir>/{sub}data/{spec.split}-*.parquet) and pass "
+        "--data-dir <data dir>, set FASTVLM_HARNESS_DATA, or list the folder under the recipe's data_dirs "
+        "(docs/suites.md)")
 
 
 def _file_labels(owners: list[tuple[str | None, str]]) -> list[str | None]:
@@ -198,10 +253,4 @@ def _call(spec: DatasetSpec, load: Any, dirs: list[Path] | None = None, config: 
     except (FileNotFoundError, ConnectionError, OSError, RuntimeError) as exc:
         if dirs is None:
             raise DataError(f"dataset {spec.label()}: cannot be read ({str(exc).splitlines()[0][:160]})") from None
-        sub = f"{spec.name}/{config}/" if config else f"{spec.name}/"
-        looked = ", ".join(str(d / sub) for d in dirs) or f"no data dir (set --data-dir or {DATA_ENV})"
-        raise DataError(
-            f"dataset {spec.name}" + (f" (config {config})" if config else "") + f", split {spec.split}, "
-            f"is not available offline: looked in {looked} and the hub cache {hub_cache()}; provide it by running "
-            f"datasets.load_dataset('{spec.name}'" + (f", '{config}'" if config else "") + ") where there is "
-            f"network (same HF_HOME), or put its parquet files (<split>-*.parquet) under <data dir>/{sub}") from None
+        raise _not_available(spec, config, dirs) from None

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.report import charts
 from harness.results.kinds import kinds
+from harness.results.outcome import unmeasured
 from harness.results.pareto import Objective, Standing, Value, standings
 from harness.results.rundir import RunDir
 
@@ -151,6 +152,7 @@ def render_report(run: RunDir, plan: dict[str, Any], summary: dict[str, Any],
         summary=summary, sections=sections, plotly_js=get_plotlyjs(), environment=run.read_environment(),
         recipe_text=run.recipe_text(), variants=variants, trend_charts=trend_charts, history_note=history_note,
         training_charts=training_charts, overview_templates=_overview_templates(),
+        unmeasured=[item.line() for item in unmeasured(summary)],
         run_sections=_kind_sections(summary, results, plan, None))
     run.report_file.write_text(html, encoding="utf-8")
     return run.report_file

@@ -21,14 +21,23 @@ def _suites_of(result: dict[str, Any], runtime: str) -> dict[str, Any]:
 
 def summarize_runtime(result: dict[str, Any], runtime: str, baseline: dict[str, Any]) -> dict[str, Any]:
     """One variant on one runtime: each suite's entry, plus `errors` and `unavailable` with reasons."""
+    return _summarize(result, runtime, baseline)[0]
+
+
+def _summarize(result: dict[str, Any], runtime: str,
+               baseline: dict[str, Any]) -> tuple[dict[str, Any], dict[type, list[str]]]:
+    """The runtime summary, and per kind (class) why its suites were not measured."""
     base_suites = _suites_of(baseline, runtime) or _suites_of(baseline, "torch-eager")
     summary: dict[str, Any] = {"accuracy": {}, "errors": {}}
+    missing: dict[type, list[str]] = {}
     for name, data in _suites_of(result, runtime).items():
         kind = kind_of(data.get("kind"))
         status = data.get("status")
         if status != "ok":
             where = "unavailable" if status == "unavailable" else "errors"  # unavailable: cannot measure here
             summary.setdefault(where, {})[name] = data.get("error")
+            how = "is not measurable here" if status == "unavailable" else "failed"
+            missing.setdefault(type(kind), []).append(f"suite '{name}' {how}: {data.get('error')}")
             entry = kind.unmeasured(status, data.get("error")) if kind is not None else None
             if entry is not None and kind.headline:
                 summary.setdefault(kind.headline, entry)
@@ -41,11 +50,13 @@ def summarize_runtime(result: dict[str, Any], runtime: str, baseline: dict[str, 
             summary.setdefault(kind.section, {})[name] = entry
         if kind.headline:
             summary.setdefault(kind.headline, entry)  # the recipe's first suite of a kind is the headline
-    return summary
+    return summary, missing
 
 
-def evaluate_targets(summary: dict[str, Any], targets: dict[str, Any]) -> dict[str, Any]:
-    """pass / fail / not measured per target; `within_noise` when the interval straddles the limit."""
+def evaluate_targets(summary: dict[str, Any], targets: dict[str, Any],
+                     missing: dict[type, list[str]] | None = None) -> dict[str, Any]:
+    """pass / fail / not measured per target; `within_noise` when the interval straddles the limit.
+    `missing`: per kind, why its suites were not measured (a target's "why" names them)."""
     verdicts: dict[str, Any] = {}
     for name, limit in targets.items():
         if limit is None:
@@ -56,7 +67,8 @@ def evaluate_targets(summary: dict[str, Any], targets: dict[str, Any]) -> dict[s
             continue
         rule, measured = kind.targets[name], kind.target_value(summary, name)
         if measured.value is None:
-            verdicts[name] = {"status": "not measured", "limit": limit, "why": measured.why}
+            why = "; ".join((missing or {}).get(type(kind), [])) or measured.why
+            verdicts[name] = {"status": "not measured", "limit": limit, "why": why}
             continue
         ok = measured.value <= limit if rule.upper else measured.value >= limit
         noise = bool(measured.ci and min(measured.ci) <= limit <= max(measured.ci))
@@ -65,9 +77,9 @@ def evaluate_targets(summary: dict[str, Any], targets: dict[str, Any]) -> dict[s
     return verdicts
 
 
-def _judge(summary: dict[str, Any], spec: dict[str, Any]) -> None:
+def _judge(summary: dict[str, Any], spec: dict[str, Any], missing: dict[type, list[str]]) -> None:
     """Targets, then each headline's recipe-policy verdict (e.g. parity thresholds) stored in it."""
-    summary["targets"] = evaluate_targets(summary, spec["targets"])
+    summary["targets"] = evaluate_targets(summary, spec["targets"], missing)
     for key, kind in headlines().items():
         if key in summary:
             verdict = kind.verdict(summary[key], spec)
@@ -95,10 +107,12 @@ def aggregate(run: rundir.RunDir, plan: dict[str, Any], results: dict[str, dict[
             if measured.get("status") == "not applicable":
                 entry.setdefault("not_applicable", {})[runtime] = measured.get("reason")
                 continue
-            summary = summarize_runtime(result, runtime, baseline)
-            _judge(summary, spec)
+            summary, missing = _summarize(result, runtime, baseline)
+            _judge(summary, spec, missing)
             entry["runtimes"][runtime] = summary
         variants.append(entry)
-    return {"run_id": plan["run_id"], "recipe": plan["recipe"], "baseline": plan["baseline"],
-            "targets": spec["targets"], "variants": variants,
-            rundir.FORMAT_KEY: plan.get(rundir.FORMAT_KEY, 1)}
+    summary = {"run_id": plan["run_id"], "recipe": plan["recipe"], "baseline": plan["baseline"],
+               "targets": spec["targets"], "variants": variants, rundir.FORMAT_KEY: plan.get(rundir.FORMAT_KEY, 1)}
+    if plan.get("limit"):  # --limit: scored suites read at most this many items; never a full run's equal
+        summary["limit"] = plan["limit"]
+    return summary

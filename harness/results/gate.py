@@ -1,10 +1,13 @@
-"""The CI gate: exit 0 when every gated variant ran, met every target and (with a baseline) did
-not significantly regress; 1 otherwise; 2 on bad input (see docs/ci.md).
+"""The CI gate (exit codes in `harness.exits`, docs/ci.md): 0 when every gated variant ran, was
+measured, met every target and (with a baseline) did not significantly regress; 1 when a target
+is missed or a regression found; 3 when a gated measurement is missing — a failed variant, a
+failed suite, a target nobody measured, a measurement this machine cannot make — since "not
+measured" never passes; 2 on bad input.
 
-A target that could not be measured fails the gate (an unmeasured budget is not a met one). A
-metric that cannot be compared with the baseline is reported as *skipped* with its reason — it
-neither passes nor fails silently. Writes JUnit XML (one testcase per variant × runtime × check)
-and, on request, a Markdown summary for CI job pages.
+A metric that cannot be compared with the baseline is reported as *skipped* with its reason, as
+is a runtime that does not apply to a variant by design (the plan). Writes JUnit XML (one
+testcase per variant × runtime × check; a missing measurement is an `<error>`) and, on request,
+a Markdown summary for CI job pages.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from harness import exits
 from harness.errors import RunDirError
 from harness.results import rundir
 
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_ERROR = exits.OK, exits.GATE_FAIL, exits.USAGE, exits.GATE_ERROR
+UNMEASURED_HINT = "run the gate where it can be measured, or set `gate: false` for this variant"
 
 
 @dataclass
@@ -28,10 +33,12 @@ class Check:
     ok: bool
     message: str
     skipped: bool = False
+    #: The check could not be decided: its measurement is missing, failed or impossible here.
+    error: bool = False
 
     @property
     def mark(self) -> str:
-        return "SKIP" if self.skipped else "PASS" if self.ok else "FAIL"
+        return "SKIP" if self.skipped else "ERROR" if self.error else "PASS" if self.ok else "FAIL"
 
 
 def load_summary(run_dir: Path) -> dict[str, Any]:
@@ -45,27 +52,34 @@ def checks(summary: dict[str, Any]) -> list[Check]:
             continue
         if variant["status"] != "ok":
             message = f"variant {variant['status']}: {variant.get('error')}"
-            out.append(Check(variant["name"], "-", "ran", False, message))
+            out.append(Check(variant["name"], "-", "ran", False, message, error=True))
             continue
         for runtime, reason in variant.get("not_applicable", {}).items():
             out.append(Check(variant["name"], runtime, "applicable", True, f"not applicable: {reason}", skipped=True))
         for runtime, data in variant["runtimes"].items():
             out += _headline_checks(variant["name"], runtime, data)
-            unavailable = "; ".join(dict.fromkeys((data.get("unavailable") or {}).values()))
-            for target, verdict in data.get("targets", {}).items():
-                ok = verdict["status"] == "pass"
-                if verdict["status"] == "not measured" and unavailable:  # e.g. Core ML prediction off macOS
-                    out.append(Check(variant["name"], runtime, target, True,
-                                     f"{target} not measurable here: {unavailable}", skipped=True))
-                    continue
-                if verdict["status"] == "not measured":
-                    message = f"{target} not measured ({verdict.get('why', '')})"
-                else:
-                    noise = " (within noise)" if verdict.get("within_noise") else ""
-                    message = (f"{target}: {verdict['value']:.4g} {verdict.get('unit', '')} vs limit "
-                               f"{verdict['limit']}{noise}")
-                out.append(Check(variant["name"], runtime, target, ok, message))
+            out += _suite_checks(variant["name"], runtime, data)
+            out += [_target_check(variant["name"], runtime, target, verdict)
+                    for target, verdict in data.get("targets", {}).items()]
     return out
+
+
+def _suite_checks(variant: str, runtime: str, data: dict[str, Any]) -> list[Check]:
+    """Every planned suite that failed or cannot run here is an error of its own, target or not."""
+    out = [Check(variant, runtime, f"suite:{suite}", False, f"suite '{suite}' failed: {reason}", error=True)
+           for suite, reason in (data.get("errors") or {}).items()]
+    out += [Check(variant, runtime, f"suite:{suite}", False, f"suite '{suite}' not measurable here: {reason}; "
+                  f"{UNMEASURED_HINT}", error=True) for suite, reason in (data.get("unavailable") or {}).items()]
+    return out
+
+
+def _target_check(variant: str, runtime: str, target: str, verdict: dict[str, Any]) -> Check:
+    if verdict["status"] == "not measured":
+        return Check(variant, runtime, target, False, f"{target} not measured ({verdict.get('why', '')}); "
+                                                      "a target nobody measured is not met", error=True)
+    noise = " (within noise)" if verdict.get("within_noise") else ""
+    message = f"{target}: {verdict['value']:.4g} {verdict.get('unit', '')} vs limit {verdict['limit']}{noise}"
+    return Check(variant, runtime, target, verdict["status"] == "pass", message)
 
 
 def _headline_checks(variant: str, runtime: str, data: dict[str, Any]) -> list[Check]:
@@ -98,11 +112,14 @@ def regression_checks(summary: dict[str, Any], comparison: Any) -> list[Check]:
 
 def write_junit(results: list[Check], path: Path) -> None:
     suite = ET.Element("testsuite", name="harness-gate", tests=str(len(results)),
-                       failures=str(sum(not c.ok for c in results)), skipped=str(sum(c.skipped for c in results)))
+                       failures=str(sum(not c.ok and not c.error for c in results)),
+                       errors=str(sum(c.error for c in results)), skipped=str(sum(c.skipped for c in results)))
     for check in results:
         case = ET.SubElement(suite, "testcase", classname=f"{check.variant}.{check.runtime}", name=check.target)
         if check.skipped:
             ET.SubElement(case, "skipped", message=check.message)
+        elif check.error:
+            ET.SubElement(case, "error", message=check.message).text = check.message
         elif not check.ok:
             ET.SubElement(case, "failure", message=check.message).text = check.message
         else:
@@ -116,14 +133,27 @@ def markdown(results: list[Check], run_id: str, code: int, warnings: list[str]) 
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
-    failed = [c for c in results if not c.ok]
-    lines = [f"## harness gate: {'passed' if code == EXIT_PASS else 'FAILED'} — run `{run_id}`", "",
-             f"{len(results)} checks, {len(failed)} failed, {sum(c.skipped for c in results)} skipped.", ""]
+    failed = [c for c in results if not c.ok and not c.error]
+    errors = [c for c in results if c.error]
+    lines = [f"## harness gate: {verdict(code)} — run `{run_id}`", "",
+             f"{len(results)} checks, {len(failed)} failed, {len(errors)} not measured, "
+             f"{sum(c.skipped for c in results)} skipped.", ""]
     lines += [f"> warning: {cell(w)}" for w in warnings]
     lines += ["", "| result | variant | runtime | check | detail |", "|---|---|---|---|---|"]
-    for c in sorted(results, key=lambda c: (c.ok, c.skipped)):
+    for c in sorted(results, key=lambda c: (not c.error, c.ok, c.skipped)):
         lines.append(f"| {c.mark} | {cell(c.variant)} | {cell(c.runtime)} | {cell(c.target)} | {cell(c.message)} |")
     return "\n".join(lines) + "\n"
+
+
+def exit_code(results: list[Check]) -> int:
+    """3 when any gated measurement is missing (the gate cannot decide), else 1 on any failure, else 0."""
+    if any(c.error for c in results):
+        return EXIT_ERROR
+    return EXIT_PASS if all(c.ok for c in results) else EXIT_FAIL
+
+
+def verdict(code: int) -> str:
+    return {EXIT_PASS: "passed", EXIT_FAIL: "FAILED", EXIT_ERROR: "ERROR (not measured)"}.get(code, "FAILED")
 
 
 def resolve_baseline(run_dir: Path, baseline: str) -> Path:
@@ -161,7 +191,7 @@ def gate(run_dir: Path, junit: Path | None = None, baseline: str | None = None,
         results += regression_checks(summary, comparison)
         warnings = comparison.warnings
     write_junit(results, junit or rundir.RunDir(run_dir).junit_file)
-    code = EXIT_PASS if all(c.ok for c in results) else EXIT_FAIL
+    code = exit_code(results)
     if markdown_path is not None:
         markdown_path.parent.mkdir(parents=True, exist_ok=True)
         with markdown_path.open("a", encoding="utf-8") as handle:  # append: $GITHUB_STEP_SUMMARY is shared

@@ -37,6 +37,7 @@ RESOLVED_RECIPE = "recipe.resolved.json"
 ENVIRONMENT = "environment.json"
 VARIANTS = "variants"
 VARIANT_RESULT = "result.json"
+FAILED_RESULT = "result.failed-{n}.json"  # a failed result kept when --retry-failed runs the variant again
 SUMMARY = "results.json"
 REPORT = "report.html"
 JUNIT = "gate.junit.xml"
@@ -161,6 +162,14 @@ class RunDir:
 
     def write_variant_result(self, name: str, record: dict[str, Any]) -> None:
         _write_json(self.variant_dir(name) / VARIANT_RESULT, record, indent=1)
+
+    def keep_failed_result(self, name: str) -> Path:
+        """Move a failed variant's result aside (`result.failed-<n>.json`) so it runs again on resume."""
+        folder = self.variant_dir(name)
+        index = 1 + sum(1 for _ in folder.glob(FAILED_RESULT.format(n="*")))
+        target = folder / FAILED_RESULT.format(n=index)
+        (folder / VARIANT_RESULT).replace(target)
+        return target
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         self.summary_file.write_text(json.dumps(summary, indent=1, default=str))

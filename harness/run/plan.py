@@ -55,6 +55,31 @@ def resolve_suites(recipe: Recipe) -> list[dict[str, Any]]:
     return [load_suite(name, recipe_dir).model_dump(mode="json") for name in recipe.spec.suites]
 
 
+def select_variants(recipe: Recipe, names: tuple[str, ...] | list[str]) -> Recipe:
+    """The recipe with only the named variants (`--variant`), plus its baseline: retention and the
+    paired tests need it. An unknown name is a one-line error with a suggestion."""
+    if not names:
+        return recipe
+    wanted = {recipe.variant(name).name for name in names} | {recipe.baseline}
+    return recipe.model_copy(update={"variants": [v for v in recipe.variants if v.name in wanted]})
+
+
+def limit_suites(suites: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+    """`--limit N`: every scored suite reads at most N items (its `limit:` field, the smaller one
+    wins). The definition changes with it, so `harness compare` never pairs it with a full run."""
+    if limit is None:
+        return suites
+    from harness.registries import SUITE_KINDS
+
+    out = []
+    for suite in suites:
+        kind = SUITE_KINDS.get(suite["kind"])
+        if kind.scored and "limit" in kind.Config.model_fields:
+            suite = {**suite, "limit": min(limit, suite.get("limit") or limit)}
+        out.append(suite)
+    return out
+
+
 def added_suites(recipe: Recipe, suites: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The automatic parity suite, when some runtime runs exports and the recipe names no parity suite."""
     from harness.spec.suite_files import load_suite

@@ -1,7 +1,10 @@
-"""Execute (or resume) a recipe: plan it, run one isolated worker per variant, then `finish`.
+"""Execute (or resume) a recipe: read it with the user's overrides, preflight everything, write
+the plan, run one isolated worker per variant, then `finish`.
 
-Finished variants (those with a result) are never recomputed on `--resume`; a failed one stays
-recorded as failed. After the sweep, results are aggregated, stored in the history database and
+Nothing is written before the preflight passed: a recipe that cannot run leaves no half-made run
+folder. Finished variants (those with a result) are never recomputed on `--resume`; a failed one
+stays recorded as failed unless `retry_failed` asks to run it again (its old result is kept
+beside the new one). After the sweep, results are aggregated, stored in the history database and
 rendered to HTML; the gate reads the same summary.
 """
 
@@ -9,17 +12,35 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.results import rundir
-from harness.run.plan import added_suites, plan_run, resolve_suites, variant_job
-from harness.spec.recipe import Recipe, load_recipe
+from harness.run.plan import added_suites, limit_suites, plan_run, resolve_suites, select_variants, variant_job
+from harness.spec.recipe import Recipe, find_recipe, load_recipe
 
 WORKER = "harness.run.worker:run_variant"
 
 
-def _output_of(recipe: Recipe, recipe_path: Path, output: Path | None) -> Path:
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a recipe (the `harness run` flags)."""
+
+    output: Path | None = None
+    progress: bool = True
+    use_cache: bool = True
+    #: --variant: run these (the baseline is added: retention needs it).
+    variants: tuple[str, ...] = ()
+    #: --limit: at most this many items per scored suite; recorded, so the run never passes for a full one.
+    limit: int | None = None
+    #: --set dotted.key=value overrides of the recipe, validated like the file.
+    overrides: tuple[str, ...] = ()
+    #: --resume --retry-failed: run failed variants again.
+    retry_failed: bool = False
+
+
+def output_of(recipe: Recipe, recipe_path: Path, output: Path | None) -> Path:
     """--output, else the recipe's `output:` (next to recipes/ when the recipe lives in a recipes/ folder)."""
     if output is not None:
         return output
@@ -28,19 +49,34 @@ def _output_of(recipe: Recipe, recipe_path: Path, output: Path | None) -> Path:
     return Path(recipe.spec.output)
 
 
-def start(recipe_path: Path, output: Path | None) -> tuple[rundir.RunDir, dict[str, Any], Recipe]:
+def prepare(recipe_path: Path, options: RunOptions) -> tuple[Recipe, dict[str, Any], Path]:
+    """The recipe (overrides applied, variants selected), the plan without a run id, and where the
+    run folder will go — after the preflight passed. Writes nothing."""
+    from harness.run.preflight import preflight
+
+    recipe_path = find_recipe(recipe_path)
+    recipe = select_variants(load_recipe(recipe_path, list(options.overrides)), options.variants)
+    _use_data_dirs(recipe)
+    suites = limit_suites(resolve_suites(recipe), options.limit)
+    added = added_suites(recipe, suites)
+    output = output_of(recipe, recipe_path, options.output)
+    preflight(recipe, [*suites, *added], output)
+    plan = {"recipe": recipe.spec.name, "recipe_path": str(recipe_path.resolve()),
+            "variants": [v.name for v in recipe.variants], "baseline": recipe.baseline, "suites": suites,
+            rundir.FORMAT_KEY: rundir.RUN_FORMAT_VERSION, "added_suites": added, "limit": options.limit,
+            "overrides": list(options.overrides), "plan": plan_run(recipe, suites, added)}
+    return recipe, plan, output
+
+
+def start(recipe_path: Path, options: RunOptions) -> tuple[rundir.RunDir, dict[str, Any], Recipe]:
     """A new run folder with the recipe, its resolution, the environment and the plan written."""
     from harness.environment import describe
 
-    recipe = load_recipe(recipe_path)
-    suites = resolve_suites(recipe)
-    added = added_suites(recipe, suites)
-    run = rundir.create(_output_of(recipe, recipe_path, output), recipe.spec.name)
+    recipe, plan, output = prepare(recipe_path, options)
+    recipe_path = Path(plan["recipe_path"])
+    run = rundir.create(output, recipe.spec.name)
     shutil.copyfile(recipe_path, run.recipe_copy())
-    plan = {"run_id": run.run_id, "recipe": recipe.spec.name, "recipe_path": str(recipe_path.resolve()),
-            "started": time.time(), "variants": [v.name for v in recipe.variants], "baseline": recipe.baseline,
-            "suites": suites, rundir.FORMAT_KEY: rundir.RUN_FORMAT_VERSION,
-            "added_suites": added, "plan": plan_run(recipe, suites, added)}
+    plan = {"run_id": run.run_id, "started": time.time(), **plan}
     run.write_plan(plan)
     run.write_environment(describe())
     run.write_resolved_recipe({"spec": recipe.spec.model_dump(mode="json"),
@@ -49,23 +85,33 @@ def start(recipe_path: Path, output: Path | None) -> tuple[rundir.RunDir, dict[s
     return run, plan, recipe
 
 
-def reopen(path: Path) -> tuple[rundir.RunDir, dict[str, Any], Recipe]:
+def reopen(path: Path, options: RunOptions) -> tuple[rundir.RunDir, dict[str, Any], Recipe]:
     """An interrupted run folder; a run recorded before plans were stored gets its plan recomputed."""
     run = rundir.open_run(path)
     plan = run.read_plan()
-    recipe = load_recipe(run.recipe_copy()).model_copy(update={"path": Path(plan["recipe_path"])})
+    recipe = load_recipe(run.recipe_copy(), plan.get("overrides") or []).model_copy(
+        update={"path": Path(plan["recipe_path"])})
+    recipe = select_variants(recipe, tuple(plan["variants"]))
+    _use_data_dirs(recipe)
     if "plan" not in plan:
         plan = {**plan, "added_suites": added_suites(recipe, plan["suites"])}
         plan["plan"] = plan_run(recipe, plan["suites"], plan["added_suites"])
+    if options.retry_failed:
+        for name in plan["variants"]:
+            if run.has_result(name) and run.read_variant_result(name).get("status") != "ok":
+                run.keep_failed_result(name)
     return run, plan, recipe
 
 
-def _prepare(recipe: Recipe, progress: bool) -> None:
-    """What every worker inherits: the recipe's data dirs, and a built nano reference."""
-    if recipe.spec.data_dirs:  # after --data-dir / FASTVLM_HARNESS_DATA; the spawned workers inherit it
+def _use_data_dirs(recipe: Recipe) -> None:
+    """The recipe's data dirs, after --data-dir / FASTVLM_HARNESS_DATA; the spawned workers inherit them."""
+    if recipe.spec.data_dirs:
         from harness.data.sources import append_data_dirs
 
         append_data_dirs(recipe.spec.data_dirs, recipe.path.parent if recipe.path else Path.cwd())
+
+
+def _build_reference(recipe: Recipe, progress: bool) -> None:
     if recipe.spec.base.model == "nano":
         from harness.training.nano import ensure_nano
 
@@ -96,15 +142,16 @@ def execute(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, progress: 
 
 
 def run(recipe_path: Path | None = None, output: Path | None = None, resume: Path | None = None,
-        progress: bool = True, use_cache: bool = True) -> Path:
+        progress: bool = True, use_cache: bool = True, options: RunOptions | None = None) -> Path:
     """Execute (or resume) a run; return its directory. `use_cache=False` bypasses the response cache."""
+    options = options or RunOptions(output=output, progress=progress, use_cache=use_cache)
     if resume is not None:
-        folder, plan, recipe = reopen(resume)
+        folder, plan, recipe = reopen(resume, options)
     else:
         assert recipe_path is not None
-        folder, plan, recipe = start(recipe_path, output)
-    _prepare(recipe, progress)
-    execute(folder, plan, recipe, progress, use_cache)
+        folder, plan, recipe = start(recipe_path, options)
+    _build_reference(recipe, options.progress)
+    execute(folder, plan, recipe, options.progress, options.use_cache)
     finish(folder.path)
     return folder.path
 

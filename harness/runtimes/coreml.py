@@ -90,6 +90,8 @@ class CoremlBackend:
                              "over exports/coreml")
 class Coreml:
     accepts: ClassVar[tuple[str, ...]] = ("coreml",)
+    #: (module, extra) the runtime imports: `harness run` checks they are installed before it starts.
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("coremltools", "coreml"),)
 
     def load(self, artifact: Path) -> Any:
         ct = require("coremltools", "coreml", "runtime coreml")

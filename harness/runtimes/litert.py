@@ -26,6 +26,8 @@ DELEGATES = ("xnnpack", "none")
                              "KV-cache decoder")
 class LiteRT:
     accepts: ClassVar[tuple[str, ...]] = ("tflite",)
+    #: (module, extra) the runtime imports: `harness run` checks they are installed before it starts.
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("ai_edge_litert", "tflite"),)
     preload_modules: ClassVar[tuple[str, ...]] = ("ai_edge_litert.interpreter", "numpy")
 
     @staticmethod

@@ -59,6 +59,8 @@ class OrtBackend:
 @RUNTIMES.register("onnxruntime", "ONNX Runtime (CPU EP) over exports/onnx: vision, embed and KV-cache decoder graphs")
 class OnnxRuntime:
     accepts: ClassVar[tuple[str, ...]] = ("onnx",)
+    #: (module, extra) the runtime imports: `harness run` checks they are installed before it starts.
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("onnxruntime", "onnx"),)
     preload_modules: ClassVar[tuple[str, ...]] = ("onnxruntime", "numpy")
 
     def _options(self) -> Any:

@@ -11,6 +11,8 @@ from harness.registries import RUNTIMES
 @RUNTIMES.register("torch-eager", "PyTorch eager on CPU; the reference every other runtime is compared to")
 class TorchEager:
     accepts: ClassVar[tuple[str, ...]] = ("torch",)
+    #: (module, extra) the runtime imports: `harness run` checks they are installed before it starts.
+    requires: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def load(self, artifact: Path) -> Any:
         from harness.build.artifact import load_variant

@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.errors import ConfigError
 from harness.registries import SUITE_KINDS
 from harness.registry import did_you_mean
-from harness.spec.messages import error_message
+from harness.shipped import suites_dir
+from harness.spec.messages import Problems
 from harness.spec.yamlio import line_of, load_yaml
 
-PROJECT_SUITES = Path(__file__).resolve().parents[2] / "suites"
+PROJECT_SUITES = suites_dir()
 
 
 class SuiteConfig(BaseModel):
@@ -104,19 +105,19 @@ def load_resolved(path: Path, recipe_dir: Path | None = None,
 
 
 def parse_suite(data: Any, path: Path | None = None, lines: dict | None = None) -> SuiteConfig:
-    label = str(path) if path else "<suite>"
+    """A suite file's data validated by its kind's config; every problem at once (`ConfigProblems`)."""
+    problems = Problems(str(path) if path else "<suite>", lines)
     if not isinstance(data, dict) or "kind" not in data:
-        raise ConfigError(f"{label}: a suite is a mapping with 'name:' and 'kind:'")
+        problems.add((), "a suite is a mapping with 'name:' and 'kind:'")
+        problems.raise_if_any()
     kind = str(data["kind"])
     if kind not in SUITE_KINDS:
-        raise ConfigError(f"{label}: kind: unknown suite kind '{kind}'{did_you_mean(kind, SUITE_KINDS.names())}")
+        problems.add(("kind",), f"unknown suite kind '{kind}'{did_you_mean(kind, SUITE_KINDS.names())}")
+        problems.raise_if_any()
     config_cls = SUITE_KINDS.get(kind).Config
     try:
         return config_cls.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        line = line_of(lines or {}, loc)
-        msg = error_message(err, config_cls)
-        where = f"{label}:{line}" if line else label
-        raise ConfigError(f"{where}: {'.'.join(map(str, loc))}: {msg}") from None
+        problems.add_validation(exc, config_cls)
+        problems.raise_if_any()
+        raise  # unreachable: a ValidationError has at least one error

@@ -16,20 +16,144 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from harness.errors import StepError
 from harness.spec.vocabulary import COMPONENTS, FORMATS, Component
 
-__all__ = ["COMPONENTS", "FORMATS", "Component", "Step", "StepConfig", "StepContext", "apply_step"]
+__all__ = ["COMPONENTS", "FORMATS", "Component", "Step", "StepConfig", "StepConfigError", "StepContext",
+           "apply_step", "distinct", "no_targets",
+           "validate_step"]
 
 
 class StepConfig(BaseModel):
-    """Fields every step accepts."""
+    """Fields every step accepts.
+
+    Every limit a step's own code has on its fields (ranges, closed choices, rules between
+    fields) belongs in its Config, so a recipe is refused when it is read (`harness validate`,
+    torch-free), not later in the build worker; `apply` keeps only the checks that need the model
+    or the data (a group size that must divide a layer's width, an index past the last layer).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
     targets: list[Component] | None = None
+
+    @model_validator(mode="after")
+    def _targets_listed_once(self) -> StepConfig:
+        if self.targets is not None:
+            if not self.targets:
+                raise ValueError(f"targets is empty: name at least one of {', '.join(COMPONENTS)}, "
+                                 "or leave targets out for the step's default")
+            distinct(self.targets, "targets")
+        return self
+
+
+def no_targets(config: StepConfig, instead: str) -> None:
+    """For steps whose `targets` would be ignored: refuse them rather than pretend (`instead` says what chooses)."""
+    if config.targets is not None:
+        raise ValueError(f"{config.kind} takes no targets ({instead}); remove targets")
+
+
+def distinct(values: list[Any], field: str) -> list[Any]:
+    """`values` unchanged, or a ValueError naming the first one listed twice in `field`."""
+    seen: set[Any] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{field} lists {value!r} twice; name each one once")
+        seen.add(value)
+    return values
+
+
+class PartsConfig(StepConfig):
+    """A step that picks the parts it acts on with a list field of its own (`components` of an
+    export, `graphs` of a rewrite of one) instead of `targets`: each part named once, no `targets`."""
+
+    parts_field: ClassVar[str] = "components"
+    parts_chosen: ClassVar[str] = "the parts"
+
+    @model_validator(mode="after")
+    def _parts(self) -> PartsConfig:
+        value = getattr(self, self.parts_field)
+        if value is not None:
+            distinct(value, self.parts_field)
+        no_targets(self, f"{self.parts_field} picks {self.parts_chosen}")
+        return self
+
+
+class StepConfigError(StepError, ValueError):
+    """Step data its Config refuses, met outside a recipe (a direct `apply_step`, a stored manifest).
+
+    Recipes are checked when read, so a build never gets here; the class is also a ValueError,
+    like the pydantic error it replaces, for callers that catch that.
+    """
+
+
+def _rule(label: str, metadata: list[Any]) -> str | None:
+    """`0 < sparsity < 1` from a field's annotated-types bounds (None when it has none)."""
+    low = high = None
+    for item in metadata:
+        for attr, sign in (("gt", "<"), ("ge", "<=")):
+            if getattr(item, attr, None) is not None:
+                low = (getattr(item, attr), sign)
+        for attr, sign in (("lt", "<"), ("le", "<=")):
+            if getattr(item, attr, None) is not None:
+                high = (getattr(item, attr), sign)
+    if low and high:
+        return f"{low[0]!r} {low[1]} {label} {high[1]} {high[0]!r}"
+    if low:
+        return f"{label} {'>' if low[1] == '<' else '>='} {low[0]!r}"
+    if high:
+        return f"{label} {high[1]} {high[0]!r}"
+    return None
+
+
+def _field_at(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    """The FieldInfo at `loc` inside `model` (nested models followed), or None."""
+    info = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not isinstance(model, type) or str(part) not in model.model_fields:
+            return None
+        info = model.model_fields[str(part)]
+        args = (info.annotation, *getattr(info.annotation, "__args__", ()))
+        nested = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        model = nested[0] if nested else None
+    return info
+
+
+RANGE_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
+def config_problem(exc: ValidationError, config_cls: type[BaseModel], kind: str) -> str:
+    """One line for the first problem of a failed validation: field, value and what is allowed."""
+    from harness.spec.messages import error_message
+
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    label = ".".join(str(p) for p in loc)
+    info = _field_at(config_cls, loc) if err["type"] in RANGE_ERRORS and not isinstance(loc[-1], int) else None
+    rule = _rule(label, info.metadata) if info is not None else None
+    if rule:
+        message = f"{label} {err['input']!r} is outside the allowed range {rule}"
+    else:
+        message = error_message(err, config_cls).removeprefix("Value error, ")
+        message = f"{label}: {message}" if label and not message.startswith("unknown field") else message
+    more = len(exc.errors()) - 1
+    return f"step '{kind}': {message}" + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def validate_step(raw: dict[str, Any]) -> StepConfig:
+    """Step data validated by its step's Config; a one-line `StepConfigError` when refused."""
+    from harness.registries import STEPS
+
+    step_cls = STEPS.get(raw["kind"])
+    try:
+        return step_cls.Config.model_validate(raw)
+    except ValidationError as exc:
+        raise StepConfigError(config_problem(exc, step_cls.Config, str(raw["kind"]))) from None
 
 
 @dataclass
@@ -56,8 +180,6 @@ class StepContext:
         It lives inside the artifact being built, so the atomic rename of the build moves it to
         `<artifact>/exports/<fmt>/`. Exports are never re-made on replay (load_variant).
         """
-        from harness.errors import StepError
-
         if fmt not in FORMATS or fmt == "torch":
             raise StepError(f"'{fmt}' is not an export format (formats: {', '.join(FORMATS[1:])})")
         if self.replay:
@@ -110,8 +232,8 @@ def apply_step(raw: dict[str, Any], model: Any, ctx: StepContext) -> None:
     """Validate one step's data and apply it (the one way every caller runs a step)."""
     from harness.registries import STEPS
 
+    config = validate_step(raw)
     step_cls = STEPS.get(raw["kind"])
-    config = step_cls.Config.model_validate(raw)
     ctx.applied += 1
     if ctx.replay:
         while len(ctx.records) < ctx.applied:  # variants saved before records existed

@@ -22,7 +22,7 @@ class CalibrationSpec(BaseModel):
     dataset: DatasetSpec = DatasetSpec(name="nano-vqa", split="train")
     items: int = Field(64, gt=0, description="number of calibration examples")
     batch_size: int = Field(16, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="seed of the shuffle that picks the items (datasets needs >= 0)")
     with_answers: bool = Field(True, description="append the reference answer, so answer tokens are calibrated too")
 
 

@@ -35,7 +35,8 @@ class TrainStepConfig(StepConfig):
     weight_decay: float = Field(0.0, ge=0)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     gradient_checkpointing: bool = False
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**64, description="data order and initialisation (torch and datasets: "
+                                                      "0 <= seed < 2**64)")
     checkpoint_every: int = Field(50, ge=0, description="0 = no checkpoints")
     eval_items: int = Field(0, ge=0, description="validation items scored every eval_every steps (0 = none)")
     eval_every: int = Field(50, gt=0)
@@ -44,11 +45,16 @@ class TrainStepConfig(StepConfig):
 
     @model_validator(mode="after")
     def _budget(self) -> TrainStepConfig:
+        # steps/minutes carry no Field bound: budget_problem is the one rule (and message) for > 0
         problem = budget_problem(self.steps, self.minutes)
         if problem:
             raise ValueError(problem)
         if self.early_stop_patience and not self.eval_items:
             raise ValueError("early_stop_patience needs eval_items > 0 (a validation metric to watch)")
+        if self.grad_accum > self.batch_size:
+            raise ValueError(f"grad_accum {self.grad_accum} is larger than batch_size {self.batch_size}: each "
+                             "optimizer step splits batch_size images into grad_accum micro-batches, so use "
+                             "grad_accum <= batch_size")
         return self
 
 

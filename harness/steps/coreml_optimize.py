@@ -13,10 +13,13 @@ from pydantic import Field, model_validator
 from harness.errors import StepError, first_line, require
 from harness.exporting import Graph
 from harness.registries import STEPS
-from harness.steps._base import Step, StepConfig, StepContext
+from harness.steps._base import PartsConfig, Step, StepContext
 
 
-class CoremlOptimizeConfig(StepConfig):
+class CoremlOptimizeConfig(PartsConfig):
+    parts_field: ClassVar[str] = "graphs"
+    parts_chosen: ClassVar[str] = "the packages to compress"
+
     kind: Literal["coreml-optimize"] = "coreml-optimize"
     method: Literal["linear", "palettize"] = "linear"
     dtype: Literal["int8", "int4"] = Field("int8", description="linear: stored weight type")
@@ -27,7 +30,7 @@ class CoremlOptimizeConfig(StepConfig):
     palette_mode: Literal["kmeans", "uniform"] = Field("kmeans", description="palettize: how the palette is chosen")
     weight_threshold: int = Field(2048, ge=0, description="weights with fewer elements stay float (coremltools' rule)")
     graphs: list[Graph] | None = Field(
-        None, description="packages to compress (default: every package of the coreml export)")
+        None, min_length=1, description="packages to compress (default: every package of the coreml export)")
 
     @model_validator(mode="after")
     def _sense(self) -> CoremlOptimizeConfig:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import copy
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness.errors import StepError
 from harness.registries import STEPS
-from harness.steps._base import Step, StepContext
+from harness.steps._base import COMPONENTS, Step, StepContext
 from harness.steps._training import TrainStepConfig, batcher_for, run_training, training_rows
 
 STEP = "distill"
@@ -28,11 +28,22 @@ STEP = "distill"
 
 class DistillConfig(TrainStepConfig):
     kind: Literal["distill"] = "distill"
-    teacher: str | None = Field(None, description="teacher model reference; default: the recipe's base model")
+    teacher: str | None = Field(None, min_length=1,
+                                description="teacher model reference; default: the recipe's base model")
     temperature: float = Field(2.0, gt=0)
     kl_weight: float = Field(1.0, ge=0)
     ce_weight: float = Field(0.0, ge=0, description="weight of plain cross-entropy on the reference answers")
     hidden_weight: float = Field(0.0, ge=0, description="weight of MSE matching at the projector output")
+
+    @model_validator(mode="after")
+    def _some_loss(self) -> DistillConfig:
+        if self.targets and set(self.targets) != set(COMPONENTS):
+            raise ValueError(f"distill trains every component, so targets {list(self.targets)} would be ignored; "
+                             "remove targets (freeze nothing) or use finetune/qat, which take targets")
+        if not (self.kl_weight or self.ce_weight or self.hidden_weight):
+            raise ValueError("kl_weight, ce_weight and hidden_weight are all 0, so there is no loss to train; "
+                             "give at least one of them a value > 0")
+        return self
 
 
 class DistillBatcher:

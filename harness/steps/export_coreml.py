@@ -11,12 +11,15 @@ from pydantic import Field
 from harness.errors import require
 from harness.exporting import GENERATION_GRAPHS, Graph
 from harness.registries import STEPS
-from harness.steps._base import Step, StepConfig, StepContext
+from harness.steps._base import PartsConfig, Step, StepContext
 
 
-class ExportCoremlConfig(StepConfig):
+class ExportCoremlConfig(PartsConfig):
+    parts_field: ClassVar[str] = "components"
+    parts_chosen: ClassVar[str] = "the packages to convert"
+
     kind: Literal["export-coreml"] = "export-coreml"
-    components: list[Graph] = Field(default_factory=lambda: list(GENERATION_GRAPHS),
+    components: list[Graph] = Field(default_factory=lambda: list(GENERATION_GRAPHS), min_length=1,
                                     description="packages to convert; generation (macOS) needs all three")
     compute_precision: Literal["float16", "float32"] = Field("float16", description="mlprogram compute precision")
     sequence_length: int = Field(128, ge=2, le=8192,

@@ -10,13 +10,16 @@ from pydantic import Field
 from harness.errors import require
 from harness.exporting import GENERATION_GRAPHS, Graph
 from harness.registries import STEPS
-from harness.steps._base import Step, StepConfig, StepContext
+from harness.steps._base import PartsConfig, Step, StepContext
 
 
-class ExportOnnxConfig(StepConfig):
+class ExportOnnxConfig(PartsConfig):
+    parts_field: ClassVar[str] = "components"
+    parts_chosen: ClassVar[str] = "the graphs to export"
+
     kind: Literal["export-onnx"] = "export-onnx"
     opset: int = Field(17, ge=14, le=20, description="ONNX opset of the legacy (TorchScript) exporter")
-    components: list[Graph] = Field(default_factory=lambda: list(GENERATION_GRAPHS),
+    components: list[Graph] = Field(default_factory=lambda: list(GENERATION_GRAPHS), min_length=1,
                                     description="graphs to export; ORT generation needs all three")
     external_data_mb: float = Field(100.0, ge=0, description="graphs larger than this keep weights in <graph>.data")
 

@@ -11,12 +11,15 @@ from pydantic import Field, model_validator
 from harness.errors import require
 from harness.exporting import GENERATION_GRAPHS, Graph
 from harness.registries import STEPS
-from harness.steps._base import Step, StepConfig, StepContext
+from harness.steps._base import PartsConfig, Step, StepContext
 
 
-class ExportTfliteConfig(StepConfig):
+class ExportTfliteConfig(PartsConfig):
+    parts_field: ClassVar[str] = "components"
+    parts_chosen: ClassVar[str] = "the graphs to convert"
+
     kind: Literal["export-tflite"] = "export-tflite"
-    components: list[Graph] = Field(default_factory=lambda: list(GENERATION_GRAPHS),
+    components: list[Graph] = Field(default_factory=lambda: list(GENERATION_GRAPHS), min_length=1,
                                     description="graphs to convert; LiteRT generation needs all three")
     prefill_length: int = Field(64, ge=1, le=4096,
                                 description="tokens per prefill call (static shape; longer prompts go in chunks)")

@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
@@ -21,6 +21,12 @@ class FaultConfig(StepConfig):
     kind: Literal["fault"] = "fault"
     mode: Literal["raise", "abort", "hang", "slow"] = "raise"
     milliseconds: float = Field(5.0, ge=0, description="sleep per vision forward in mode 'slow'")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> FaultConfig:
+        if self.targets and len(self.targets) > 1:
+            raise ValueError(f"fault slows one component, got targets {list(self.targets)}; name one")
+        return self
 
 
 def _sleep_hook(seconds: float):  # noqa: ANN202 - returns a hook

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness.errors import StepError
 from harness.registries import STEPS
@@ -36,7 +36,18 @@ class KVCacheConfig(StepConfig):
     quantize: Literal["int8", "int4"] | None = None
     residual_length: int = Field(32, ge=1, description="newest tokens kept in full precision; also the block size")
     sliding_window: int | None = Field(None, ge=1, description="attend to (and cache) only the last N positions")
-    full_attention_layers: int = Field(0, ge=0, description="first N decoder layers keep full attention")
+    full_attention_layers: int = Field(0, ge=0, description="first N decoder layers keep full attention "
+                                                            "(with sliding_window; fewer than the model's layers)")
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> KVCacheConfig:
+        if self.targets and list(self.targets) != ["llm"]:
+            raise ValueError("kv-cache acts on the LLM's decoding cache only; drop 'targets' or use [llm]")
+        if self.quantize is None and self.sliding_window is None:
+            raise ValueError("kv-cache has nothing to do; set 'quantize: int8|int4' and/or 'sliding_window: N'")
+        if self.full_attention_layers and self.sliding_window is None:
+            raise ValueError("full_attention_layers needs sliding_window (the other layers' window)")
+        return self
 
 
 def build_cache(text_config: Any, bits: int, residual_length: int) -> Any:
@@ -77,17 +88,13 @@ class KVCacheStep(Step):
                                       {"kind": "kv-cache", "sliding_window": 8}]
 
     def apply(self, config: KVCacheConfig, model: Any, ctx: StepContext) -> None:
-        if self.targets(config) != ("llm",):
-            raise StepError("step 'kv-cache': it acts on the LLM's decoding cache only; drop 'targets' or use [llm]")
-        try:
+        try:  # targets, and that there is something to do, are checked by the config
             llm = model.llm
         except AttributeError:
             llm = None
         if llm is None or not hasattr(llm, "layers") or not hasattr(model, "cache_factory"):
             raise StepError("step 'kv-cache': this model has no torch LLM decoder to cache for; "
                             "apply kv-cache to a torch FastVLM before any export step")
-        if config.quantize is None and config.sliding_window is None:
-            raise StepError("step 'kv-cache': nothing to do; set 'quantize: int8|int4' and/or 'sliding_window: N'")
         count = llm.config.num_hidden_layers
         if config.sliding_window is not None:
             if config.full_attention_layers >= count:
@@ -96,8 +103,6 @@ class KVCacheStep(Step):
             types = set_sliding_window(model, config.sliding_window, config.full_attention_layers)
             ctx.note(f"llm: sliding-window attention {config.sliding_window} on "
                      f"{types.count('sliding_attention')}/{count} layers")
-        elif config.full_attention_layers:
-            raise StepError("step 'kv-cache': full_attention_layers needs sliding_window")
         if config.quantize is not None:
             head_dim = getattr(llm.config, "head_dim", None) or llm.config.hidden_size // llm.config.num_attention_heads
             if config.quantize == "int4" and head_dim % 2:

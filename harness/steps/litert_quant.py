@@ -24,7 +24,7 @@ from pydantic import Field
 from harness.errors import StepError, first_line, require
 from harness.exporting import Graph
 from harness.registries import STEPS
-from harness.steps._base import Step, StepConfig, StepContext
+from harness.steps._base import PartsConfig, Step, StepContext
 from harness.steps._calibration import CalibrationSpec, step_rows
 
 Mode = Literal["dynamic-int8", "weight-only-int8", "weight-only-int4", "full-int8"]
@@ -32,11 +32,14 @@ RECIPES = {"dynamic-int8": "dynamic_wi8_afp32", "weight-only-int8": "weight_only
            "weight-only-int4": "weight_only_wi4_afp32", "full-int8": "static_wi8_ai8"}
 
 
-class LitertQuantConfig(StepConfig):
+class LitertQuantConfig(PartsConfig):
+    parts_field: ClassVar[str] = "graphs"
+    parts_chosen: ClassVar[str] = "the graphs to quantize"
+
     kind: Literal["litert-quant"] = "litert-quant"
     mode: Mode = "dynamic-int8"
     graphs: list[Graph] | None = Field(
-        None, description="graphs to quantize (default: every graph of the tflite export)")
+        None, min_length=1, description="graphs to quantize (default: every graph of the tflite export)")
     calibration: CalibrationSpec = Field(default_factory=lambda: CalibrationSpec(items=8, batch_size=4),
                                          description="full-int8 only: items whose LiteRT generation calibrates")
     calibration_tokens: int = Field(4, ge=1, le=64, description="full-int8: tokens generated per calibration item")

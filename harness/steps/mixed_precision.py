@@ -53,6 +53,8 @@ class MixedPrecisionConfig(StepConfig):
     def _distinct(cls, bits: list[int]) -> list[int]:
         if not bits or len(set(bits)) != len(bits):
             raise ValueError("bits must list distinct widths from [4, 8, 16], e.g. [4, 8]")
+        if min(bits) == KEEP:
+            raise ValueError("bits [16] quantizes nothing; add 4 and/or 8, e.g. [4, 8, 16]")
         return sorted(bits)
 
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from harness.errors import StepError, first_line, require
 from harness.registries import STEPS
-from harness.steps._base import Step, StepConfig, StepContext
+from harness.steps._base import Step, StepConfig, StepContext, distinct
 from harness.steps._calibration import CalibrationSpec
 
 Mode = Literal["dynamic-int8", "static-int8", "int4-weight-only"]
@@ -32,13 +32,25 @@ DEFAULT_OPS = {"dynamic-int8": ["MatMul", "Gemm"], "static-int8": ["MatMul", "Ge
 class OrtQuantConfig(StepConfig):
     kind: Literal["ort-quant"] = "ort-quant"
     mode: Mode = "dynamic-int8"
-    op_types: list[str] | None = Field(None, description="op types to quantize (default per mode)")
+    op_types: list[str] | None = Field(None, min_length=1, description="op types to quantize (default per mode)")
     per_channel: bool = Field(True, description="per-channel weight scales (int8 modes)")
-    block_size: int = Field(32, ge=16, description="int4: weights per scale block (power of two)")
+    block_size: int = Field(32, ge=16, description="int4: weights per scale block (a power of two >= 16)")
     symmetric: bool = Field(True, description="int4: symmetric blocks (no zero points)")
     accuracy_level: int | None = Field(None, ge=0, le=4, description="int4: MatMulNBits compute type (4 = int8)")
     calibration: CalibrationSpec = Field(default_factory=lambda: CalibrationSpec(items=32),
                                          description="static-int8: activation ranges from these inputs")
+
+    @field_validator("block_size")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError(f"block_size {value} is not a power of two; use 16, 32, 64, 128, ...")
+        return value
+
+    @field_validator("op_types")
+    @classmethod
+    def _ops_once(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else distinct(value, "op_types")
 
 
 def graphs_for(targets: tuple[str, ...]) -> list[str]:
@@ -68,8 +80,6 @@ class OrtQuant(Step):
         from harness.exporting import graphs_to_rewrite, read_manifest_file, record_export_step
         from harness.exporting.onnx import finalize
 
-        if config.mode == "int4-weight-only" and config.block_size & (config.block_size - 1):
-            raise StepError(f"ort-quant: block_size {config.block_size} must be a power of two (16, 32, 64, 128)")
         folder = ctx.export_dir("onnx")
         manifest = read_manifest_file(folder)
         wanted = graphs_to_rewrite("ort-quant", "onnx", manifest, graphs_for(self.targets(config)))

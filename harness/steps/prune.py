@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness.errors import StepError
 from harness.models.fastvlm import is_plain_tensor
@@ -31,14 +31,29 @@ class PruneConfig(StepConfig):
     kind: Literal["prune"] = "prune"
     method: str = Field("magnitude", pattern=r"^(magnitude|wanda|\d+:\d+)$",
                         description="magnitude | wanda | N:M (keep N of every M consecutive input weights)")
-    sparsity: float | None = Field(None, description="fraction of weights zeroed per layer (magnitude, wanda); "
-                                                     "default 0.5; implied by N:M")
+    sparsity: float | None = Field(None, gt=0, lt=1, description="fraction of weights zeroed per layer "
+                                                                 "(magnitude, wanda): 0 < sparsity < 1; default 0.5; "
+                                                                 "implied by N:M")
     score: Literal["magnitude", "wanda"] = Field("magnitude", description="what chooses the N:M survivors")
     ignore: list[str] = Field(["lm_head"], description="fnmatch patterns of module names left dense "
                                                        "(the LM head by default, as in Wanda/SparseGPT)")
     include_conv: bool = Field(False, description="also prune Conv2d weights (vision), not only Linear")
     calibration: CalibrationSpec | None = Field(None, description="activations for Wanda scores "
                                                                   "(default: 64 nano-vqa train items)")
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> PruneConfig:
+        nm = NM.match(self.method)
+        if nm:
+            keep, group = int(nm.group(1)), int(nm.group(2))
+            if not 0 < keep < group:
+                raise ValueError(f"method: N:M pattern '{self.method}' needs 0 < N < M (e.g. 2:4)")
+            if self.sparsity is not None:
+                raise ValueError(f"method {self.method} implies sparsity {1 - keep / group:g}; "
+                                 "remove the sparsity field")
+        elif self.score != "magnitude":
+            raise ValueError("score only applies to N:M methods; use method: wanda instead")
+        return self
 
 
 def prunable_layers(model: Any, components: tuple[str, ...], ignore: list[str], include_conv: bool,
@@ -138,7 +153,7 @@ class Prune(Step):
         from torch.nn.utils import prune
 
         nm = NM.match(config.method)
-        sparsity = self._check(config, nm)
+        sparsity = self._sparsity(config, nm)
         if ctx.replay:
             ctx.note("prune: nothing to rebuild; the zeros are in the saved weights")
             return
@@ -186,18 +201,8 @@ class Prune(Step):
                      "(needs a CUDA GPU); the mask is exact by construction")
 
     @staticmethod
-    def _check(config: PruneConfig, nm: Any) -> float:
+    def _sparsity(config: PruneConfig, nm: Any) -> float:
+        """The fraction zeroed (the config has checked the pattern and the range)."""
         if nm:
-            keep, group = int(nm.group(1)), int(nm.group(2))
-            if not 0 < keep < group:
-                raise StepError(f"step 'prune': N:M pattern '{config.method}' needs 0 < N < M (e.g. 2:4)")
-            if config.sparsity is not None:
-                raise StepError(f"step 'prune': method {config.method} implies sparsity {1 - keep / group:g}; "
-                                "remove the sparsity field")
-            return 1 - keep / group
-        if config.score != "magnitude":
-            raise StepError("step 'prune': 'score' only applies to N:M methods; use method: wanda instead")
-        sparsity = 0.5 if config.sparsity is None else config.sparsity
-        if not 0 < sparsity < 1:
-            raise StepError(f"step 'prune': sparsity {sparsity} is outside (0, 1); use e.g. 0.5")
-        return sparsity
+            return 1 - int(nm.group(1)) / int(nm.group(2))
+        return 0.5 if config.sparsity is None else config.sparsity

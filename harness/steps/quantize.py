@@ -23,9 +23,8 @@ class QuantizeConfig(StepConfig):
 
 
 def _torchao_config(method: str) -> Any:
-    from harness.errors import require
+    from torchao import quantization  # a core dependency of the harness
 
-    quantization = require("torchao.quantization", "torchao", "step 'quantize'")
     if method == "dynamic-int8":
         return quantization.Int8DynamicActivationInt8WeightConfig()
     return quantization.Int8WeightOnlyConfig()

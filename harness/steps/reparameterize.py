@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from harness.errors import StepError
+from pydantic import model_validator
+
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
 
@@ -17,6 +18,13 @@ from harness.steps._base import Step, StepConfig, StepContext
 class ReparameterizeConfig(StepConfig):
     kind: Literal["reparameterize"] = "reparameterize"
     fold_convffn_bn: bool = True
+
+    @model_validator(mode="after")
+    def _vision_only(self) -> ReparameterizeConfig:
+        if self.targets and list(self.targets) != ["vision"]:
+            raise ValueError("reparameterize applies to the vision component only; set targets: [vision] "
+                             "or leave targets out")
+        return self
 
 
 @STEPS.register("reparameterize", "fuse FastViT train-time branches and fold ConvFFN BatchNorms (vision)")
@@ -31,8 +39,6 @@ class Reparameterize(Step):
         from timm.models.fastvit import ConvMlp
         from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-        if set(self.targets(config)) != {"vision"}:
-            raise StepError("step 'reparameterize' applies to the vision component only; set targets: [vision]")
         tower = model.vision.timm_model
         tower.eval()
         before = sum(1 for _ in tower.modules())

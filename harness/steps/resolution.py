@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness.errors import StepError
 from harness.registries import STEPS
@@ -17,7 +17,13 @@ from harness.steps._base import Step, StepConfig, StepContext
 
 class ResolutionConfig(StepConfig):
     kind: Literal["resolution"] = "resolution"
-    size: int = Field(gt=0, description="square input size in pixels")
+    size: int = Field(gt=0, description="square input size in pixels (a multiple of the encoder's downsampling)")
+
+    @model_validator(mode="after")
+    def _vision_only(self) -> ResolutionConfig:
+        if self.targets and list(self.targets) != ["vision"]:
+            raise ValueError("resolution changes the vision input only; set targets: [vision] or leave targets out")
+        return self
 
 
 @STEPS.register("resolution", "change the input image size (and so the visual-token count)")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 
 from harness.errors import ModelLoadError, StepError
 from harness.models.fastvlm import MODULE_PATHS
@@ -43,14 +43,14 @@ class StaticInt8Config(StepConfig):
     calibration: CalibrationSpec | None = Field(
         None, description="inputs for the activation observers (default: 64 nano-vqa train items)")
 
-    @field_validator("targets")
-    @classmethod
-    def _no_llm(cls, targets: list[str] | None) -> list[str] | None:
-        if targets and "llm" in targets:
+    @model_validator(mode="after")
+    def _no_llm(self) -> StaticInt8Config:
+        # a model (not field) validator: the recipe reader rewords field errors on `targets`
+        if self.targets and "llm" in self.targets:
             raise ValueError("static-int8 covers vision and projector only (the LLM's dynamic sequence "
-                             "length and KV cache are not exportable for static INT8); use step 'quantize' "
-                             "or a weight-only step for the llm")
-        return targets
+                             "length and KV cache are not exportable for static INT8); set targets to a "
+                             "subset of [vision, projector], and use step 'quantize' or a weight-only step for the llm")
+        return self
 
 
 def is_static_int8(module: Any) -> bool:

@@ -13,10 +13,11 @@ decision (what was removed, per layer, in the numbering at the time of the step)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from harness.errors import StepError
 from harness.registries import STEPS
@@ -25,19 +26,50 @@ from harness.steps._calibration import CalibrationSpec
 
 STEP = "step 'structured-prune'"
 COMPONENT = {"heads": "llm", "mlp": "llm", "layers": "llm", "vision-blocks": "vision"}
+#: The field listing explicit units for each `what` (mlp has none: amount only).
+EXPLICIT = {"heads": "heads", "layers": "layers", "vision-blocks": "blocks"}
+BLOCK_ID = re.compile(r"^\d+\.\d+$")
+Index = Annotated[int, Field(ge=0)]
 
 
 class StructuredPruneConfig(StepConfig):
     kind: Literal["structured-prune"] = "structured-prune"
     what: Literal["heads", "mlp", "layers", "vision-blocks"]
-    amount: float | None = Field(None, description="fraction of units to remove (per layer for heads/mlp)")
-    layers: list[int] | None = Field(None, description="what: layers — decoder layer indices to drop")
-    heads: list[int] | None = Field(None, description="what: heads — head-unit indices to drop in every layer")
-    blocks: list[str] | None = Field(None, description="what: vision-blocks — 'stage.block' ids to drop, e.g. '1.0'")
+    amount: float | None = Field(None, gt=0, lt=1, description="fraction of units to remove (per layer for "
+                                                               "heads/mlp), 0 < amount < 1")
+    layers: list[Index] | None = Field(None, min_length=1,
+                                       description="what: layers — decoder layer indices to drop")
+    heads: list[Index] | None = Field(None, min_length=1,
+                                      description="what: heads — head-unit indices to drop in every layer")
+    blocks: list[str] | None = Field(None, min_length=1,
+                                     description="what: vision-blocks — 'stage.block' ids to drop, e.g. '1.0'")
     head_unit: Literal["kv-group", "query"] = Field(
         "kv-group", description="kv-group: a KV head with its query heads (shrinks the KV cache); "
                                 "query: query heads, the same number from each KV group")
     calibration: CalibrationSpec | None = Field(None, description="rank by activations instead of weights")
+
+    @field_validator("blocks")
+    @classmethod
+    def _block_ids(cls, blocks: list[str] | None) -> list[str] | None:
+        for text in blocks or []:
+            if not BLOCK_ID.match(text):
+                raise ValueError(f"block id '{text}' is not 'stage.block' (two indices, e.g. '1.0')")
+        return blocks
+
+    @model_validator(mode="after")
+    def _one_choice(self) -> StructuredPruneConfig:
+        component = COMPONENT[self.what]
+        if self.targets and list(self.targets) != [component]:
+            raise ValueError(f"what: {self.what} applies to the {component} component only; "
+                             f"set targets: [{component}] or leave targets out")
+        for what, name in EXPLICIT.items():
+            if getattr(self, name) is not None and what != self.what:
+                raise ValueError(f"field '{name}' belongs to what: {what}, not {self.what}; remove it")
+        given = getattr(self, EXPLICIT[self.what]) if self.what in EXPLICIT else None
+        if (self.amount is None) == (given is None):
+            field = EXPLICIT.get(self.what, "amount (mlp takes amount only)")
+            raise ValueError(f"give exactly one of amount or {field}")
+        return self
 
 
 def _params(model: Any, component: str) -> int:
@@ -64,8 +96,7 @@ def _lowest(scores: list[float], count: int) -> list[int]:
 
 
 def _count(amount: float, total: int, unit: str) -> int:
-    if not 0 < amount < 1:
-        raise StepError(f"{STEP}: amount {amount} is outside (0, 1); use e.g. 0.25")
+    """How many of `total` units `amount` (0 < amount < 1, checked by the config) removes."""
     count = round(amount * total)
     if count >= total:
         raise StepError(f"{STEP}: amount {amount} would remove all {total} {unit}; use a smaller amount")
@@ -75,7 +106,7 @@ def _count(amount: float, total: int, unit: str) -> int:
 
 
 def _explicit(indices: list[int], total: int, unit: str) -> list[int]:
-    bad = [i for i in indices if not 0 <= i < total]
+    bad = [i for i in indices if i >= total]  # negative indices are refused by the config
     if bad:
         raise StepError(f"{STEP}: {unit} index {bad[0]} is out of range (0..{total - 1})")
     chosen = sorted(set(indices))
@@ -217,20 +248,7 @@ class StructuredPrune(Step):
         return (COMPONENT[config.what],)
 
     def apply(self, config: StructuredPruneConfig, model: Any, ctx: StepContext) -> None:
-        component = COMPONENT[config.what]
-        if config.targets and list(config.targets) != [component]:
-            raise StepError(f"{STEP}: what: {config.what} applies to the {component} component only; "
-                            f"set targets: [{component}] or leave targets out")
-        explicit = {"heads": config.heads, "layers": config.layers, "vision-blocks": config.blocks}
-        for what, value in explicit.items():
-            if value is not None and what != config.what:
-                raise StepError(f"{STEP}: field '{'blocks' if what == 'vision-blocks' else what}' "
-                                f"belongs to what: {what}, not {config.what}; remove it")
-        given = explicit.get(config.what)
-        if (config.amount is None) == (given is None):
-            field = {"vision-blocks": "blocks"}.get(config.what, config.what)
-            raise StepError(f"{STEP}: give exactly one of amount or "
-                            f"{field if config.what != 'mlp' else 'amount (mlp takes amount only)'}")
+        component = COMPONENT[config.what]  # targets, amount and the explicit lists: checked by the config
         before = _params(model, component)
         getattr(self, "_" + config.what.replace("-", "_"))(config, model, ctx)
         after = _params(model, component)
@@ -333,10 +351,8 @@ class StructuredPrune(Step):
             removed = [tuple(x) for x in ctx.record["removed"]]
         elif config.blocks is not None:
             removed = []
-            for text in config.blocks:
+            for text in config.blocks:  # 'stage.block' form checked by the config
                 parts = text.split(".")
-                if len(parts) != 2 or not all(p.isdigit() for p in parts):
-                    raise StepError(f"{STEP}: block id '{text}' is not 'stage.block' (e.g. '1.0')")
                 if (int(parts[0]), int(parts[1])) not in ids:
                     raise StepError(f"{STEP}: vision block '{text}' is out of range; blocks are "
                                     f"{', '.join(f'{s}.{b}' for s, b in ids)}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness.errors import StepError
 from harness.registries import STEPS
@@ -34,7 +34,17 @@ class TokenMergeConfig(StepConfig):
     method: Literal["avg-pool", "max-pool", "tome"] = "avg-pool"
     factor: int = Field(2, ge=2, description="pooling window and stride on the token grid (pool methods)")
     ceil_mode: bool = Field(True, description="pool a partial last row/column when factor does not divide the grid")
-    r: int = Field(0, ge=0, description="tokens to merge away (tome)")
+    r: int = Field(0, ge=0, description="tokens to merge away (tome: r >= 1, at most half the tokens)")
+
+    @model_validator(mode="after")
+    def _method_fields(self) -> TokenMergeConfig:
+        if self.targets and list(self.targets) != ["vision"]:
+            raise ValueError("token-merge acts on the vision output only; drop 'targets' or use [vision]")
+        if self.method == "tome" and self.r < 1:
+            raise ValueError("method: tome needs r >= 1 (the number of tokens to merge away)")
+        if self.method != "tome" and self.r:
+            raise ValueError(f"r is for method: tome; method: {self.method} uses 'factor'")
+        return self
 
 
 def _hook(module: Any, args: Any, output: Any) -> Any:
@@ -70,8 +80,6 @@ class TokenMergeStep(Step):
                                       {"kind": "token-merge", "method": "tome", "r": 3}]
 
     def apply(self, config: TokenMergeConfig, model: Any, ctx: StepContext) -> None:
-        if self.targets(config) != ("vision",):
-            raise StepError("step 'token-merge': it acts on the vision output only; drop 'targets' or use [vision]")
         tower = model.vision
         merges = merges_of(tower)
         base_h, base_w = encoder_grid(model)
@@ -79,13 +87,11 @@ class TokenMergeStep(Step):
         for merge in merges:
             height, width = merge.out_grid(height, width)
         tokens = height * width
-        if config.method == "tome":
-            if not 0 < config.r <= (tokens // 2):
+        if config.method == "tome":  # r >= 1 with tome (and r = 0 with pooling) checked by the config
+            if config.r > tokens // 2:
                 raise StepError(f"step 'token-merge': tome needs 0 < r <= {tokens // 2} (half of {tokens} tokens); "
                                 f"got r={config.r}")
         else:
-            if config.r:
-                raise StepError("step 'token-merge': 'r' is for method: tome; pooling uses 'factor'")
             if merges and any(m.method == "tome" for m in merges):
                 raise StepError("step 'token-merge': pooling after tome has no grid to pool; put pooling first")
             if min(height, width) < config.factor:

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from harness.errors import StepError
 from harness.models.fastvlm import MODULE_PATHS
@@ -58,6 +58,13 @@ class WeightQuantConfig(StepConfig):
             raise ValueError(f"group_size {value} is not supported; use one of {list(GROUP_SIZES)} "
                              "(-1 = one group per output channel)")
         return value
+
+    @model_validator(mode="after")
+    def _calibrated(self) -> WeightQuantConfig:
+        if self.algorithm != "rtn" and self.calibration is None:
+            raise ValueError(f"algorithm '{self.algorithm}' needs calibration data; add `calibration: {{dataset: "
+                             "{name: nano-vqa, split: train}, items: 64}` or use algorithm: rtn")
+        return self
 
 
 def _describe(config: WeightQuantConfig) -> str:
@@ -167,7 +174,7 @@ def _run_calibrated(loaded: Any, names: list[str], config: WeightQuantConfig, ct
 
     from harness.steps._calibration import calibration_batches
 
-    assert config.calibration is not None  # checked in `_check`
+    assert config.calibration is not None  # the config requires it for gptq / awq
     inputs = _llm_inputs(loaded, calibration_batches(loaded, config.calibration, STEP, ctx.data_dir))
     if not inputs:
         raise StepError(f"step '{STEP}': calibration produced no batches; give a non-empty dataset")
@@ -206,9 +213,6 @@ def _check(config: WeightQuantConfig, loaded: Any, chosen: list[str]) -> None:
     if not chosen:
         raise StepError(f"step '{STEP}': nothing left to quantize (no Linear layer in targets after ignore "
                         f"{config.ignore}); change targets or ignore")
-    if config.algorithm != "rtn" and config.calibration is None:
-        raise StepError(f"step '{STEP}': algorithm '{config.algorithm}' needs calibration data; add "
-                        "`calibration: {dataset: {name: nano-vqa, split: train}, items: 64}` or use algorithm: rtn")
     check_group_size(STEP, loaded, chosen, config.group_size)
 
 

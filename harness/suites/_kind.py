@@ -12,6 +12,7 @@ not comparable until the kind says how to test a change.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.spec.suite_files import SuiteConfig
@@ -74,6 +75,30 @@ class SuiteKind:
 
     def run(self, config: Any, ctx: SuiteContext) -> dict[str, Any]:
         raise NotImplementedError
+
+    # --- before the run -------------------------------------------------------------------
+    def preflight(self, config: Any, recipe_dir: Path | None) -> list[str]:
+        """What would stop this suite, found in the parent process before any worker starts
+        (fast, no model): by default, that its `dataset` is available offline and has the columns
+        `required_columns` names."""
+        from harness.data.sources import probe
+        from harness.errors import HarnessError
+
+        dataset = getattr(config, "dataset", None)
+        if dataset is None:
+            return []
+        try:
+            columns = probe(dataset, recipe_dir)
+        except HarnessError as exc:
+            return [f"suite '{config.name}': {exc}"]
+        if columns is None:  # present, columns unknown until read
+            return []
+        return [f"suite '{config.name}': dataset {dataset.label()} has no column '{column}' (columns: "
+                f"{', '.join(columns)})" for column in self.required_columns(config) if column not in columns]
+
+    def required_columns(self, config: Any) -> list[str]:
+        """The dataset columns the suite reads."""
+        return []
 
     # --- results.json ---------------------------------------------------------------------
     def summarize(self, data: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:

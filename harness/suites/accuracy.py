@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.data.sources import DatasetSpec, data_dirs, load_split
 from harness.errors import DataError
 from harness.metrics._base import corpus_of, score_all
 from harness.registries import METRICS, SUITE_KINDS
+from harness.registry import did_you_mean
 from harness.results.stats import bootstrap_ci, proportion_ci
 from harness.spec.suite_files import SuiteConfig
 from harness.suites import _items
@@ -69,14 +70,21 @@ class AccuracyConfig(SuiteConfig):
     answer_index: bool | None = None  # the answer is an option index (AI2D, ScienceQA) → its letter
     on_bad_item: Literal["fail", "record"] | None = None  # None → fail
 
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric '{metric}'{did_you_mean(metric, METRICS.names())}")
+        return metric
+
     def new_tokens(self) -> int:
         return self.generation.max_new_tokens if self.generation else self.max_new_tokens
 
 
 # --- items ----------------------------------------------------------------------------------
 
-def _columns_wanted(config: AccuracyConfig, template: str | None, columns: list[str]) -> None:
-    """Every column the suite needs, checked once: one line naming the first missing one."""
+def columns_needed(config: AccuracyConfig, template: str | None) -> list[str]:
+    """Every dataset column the suite reads with this prompt template."""
     needed = [config.answer_column]
     uses_question = template is None or "question" in _items.template_variables(template)
     if uses_question:
@@ -89,7 +97,12 @@ def _columns_wanted(config: AccuracyConfig, template: str | None, columns: list[
         needed.append(config.group_by)
     if config.lite and config.lite.stratify_by:
         needed.append(config.lite.stratify_by)
-    for column in needed:
+    return list(dict.fromkeys(needed))
+
+
+def _columns_wanted(config: AccuracyConfig, template: str | None, columns: list[str]) -> None:
+    """Every column the suite needs, checked once: one line naming the first missing one."""
+    for column in columns_needed(config, template):
         if column not in columns:
             raise DataError(f"suite '{config.name}': dataset {config.dataset.label()} has no column '{column}' "
                             f"(columns: {', '.join(columns)})")
@@ -355,6 +368,15 @@ class Accuracy(ScoredKind):
         result["seconds"] = time.perf_counter() - start
         result["meaningful"] = not ctx.random_weights
         return result
+
+    def required_columns(self, config: AccuracyConfig) -> list[str]:
+        """The columns of FastVLM's prompt (another family's prompt is checked when the suite runs)."""
+        from harness.errors import ConfigError
+
+        try:
+            return columns_needed(config, _items.pick_prompt(config.prompt, "fast_vlm"))
+        except ConfigError:
+            return columns_needed(config, None)
 
     def report_context(self, rows: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, Any]:
         """The sample gallery: where each variant answers differently from the baseline, with thumbnails."""

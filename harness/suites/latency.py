@@ -57,6 +57,9 @@ class Latency(SuiteKind):
             return result
         return _measure_in_processes(config, ctx)
 
+    def required_columns(self, config: LatencyConfig) -> list[str]:
+        return ["image", "question"]
+
     def summarize(self, data: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
         return summarize_latency(data)
 

@@ -102,6 +102,9 @@ class Parity(SuiteKind):
                 "agreement": same_text / n, "token_agreement": same_tokens / n, "n": n,
                 "numeric_items": len(numeric), "disagreements": differing}
 
+    def required_columns(self, config: ParityConfig) -> list[str]:
+        return ["image", config.question_column]
+
     def summarize(self, data: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
         return {"status": "ok", **{k: data.get(k) for k in SUMMARY_FIELDS}}
 
@@ -119,11 +122,9 @@ class Parity(SuiteKind):
         status = verdict.get("status")
         if status in (None, "report only"):
             return []
-        if status == "unavailable":
-            return [Check(variant, runtime, "parity", True, f"parity not measurable here: {verdict.get('why')}",
-                          skipped=True)]
-        if status == "not measured":
-            return [Check(variant, runtime, "parity", False, f"parity not measured ({verdict.get('why')})")]
+        if status in ("unavailable", "not measured"):  # the gate cannot decide: not measured never passes
+            how = "not measurable here" if status == "unavailable" else "not measured"
+            return [Check(variant, runtime, "parity", False, f"parity {how}: {verdict.get('why')}", error=True)]
         if status == "fail":
             return [Check(variant, runtime, "parity", False, "parity: " + "; ".join(verdict["failures"]))]
         summary = (f"parity: agreement {headline['agreement']:.3f}, encoder cosine "

@@ -1,0 +1,113 @@
+"""Preflight: everything that would stop a run, found in the parent process before any worker
+starts and before anything is written — the base model resolves, every suite's data is here
+(data dirs, then the offline hub cache) with the columns it reads, every runtime's modules are
+installed, the output folder can be written. All problems are reported at once, one line each;
+`harness validate --deep` runs the same checks. Fast: no model is loaded, no dataset read.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.spec.messages import ConfigProblems
+from harness.spec.recipe import Recipe
+
+
+def check_base(reference: str, revision: str | None = None) -> list[str]:
+    """`nano` (built before the workers start if its checkpoint is missing), `random:<shape>`, a
+    local checkpoint directory, or a hub id present in the offline hub cache."""
+    from harness.models.loading import HUB_ID, check_checkpoint_dir
+
+    if reference == "nano":
+        return []
+    if reference.startswith("random:"):
+        from harness.models.shapes import QWEN2_SHAPES
+        from harness.registry import did_you_mean
+
+        shape = reference.split(":", 1)[1]
+        return [] if shape in QWEN2_SHAPES else [
+            f"base: unknown random shape '{shape}'{did_you_mean(shape, list(QWEN2_SHAPES))}"]
+    path = Path(reference).expanduser()
+    try:
+        if path.exists() or reference.startswith((".", "/", "~")) or not HUB_ID.match(reference):
+            check_checkpoint_dir(path)
+            return []
+        snapshot = _hub_snapshot(reference, revision)
+        if snapshot is None:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            return [f"base: '{reference}' is not in the local hub cache ({HF_HUB_CACHE}) and the harness never "
+                    f"downloads; fetch it with `hf download {reference}` on a machine with network and copy that "
+                    "cache here (HF_HOME), or give a local checkpoint directory"]
+        check_checkpoint_dir(snapshot)
+    except HarnessError as exc:
+        return [f"base: {exc}"]
+    return []
+
+
+def _hub_snapshot(repo: str, revision: str | None) -> Path | None:
+    """The cached snapshot folder of a hub model (its config.json found offline), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, "config.json", revision=revision)
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def check_suites(definitions: list[dict[str, Any]], recipe_dir: Path | None) -> list[str]:
+    """Each suite kind's own preflight (its data is available and has the columns it reads)."""
+    from harness.registries import SUITE_KINDS
+
+    problems: list[str] = []
+    for definition in definitions:
+        kind = SUITE_KINDS.get(definition["kind"])
+        problems += kind().preflight(kind.Config.model_validate(definition), recipe_dir)
+    return problems
+
+
+def check_runtimes(runtimes: list[str]) -> list[str]:
+    """Every module a runtime imports is installed (presence only: importing coremltools alone takes
+    8 s; a module that is present but fails to import says why when the runtime loads)."""
+    from harness.registries import RUNTIMES
+
+    problems = []
+    for name in runtimes:
+        for module, extra in getattr(RUNTIMES.get(name), "requires", ()):
+            if importlib.util.find_spec(module.split(".")[0]) is None:
+                problems.append(f"runtime '{name}' needs the Python module '{module}', which is not installed: "
+                                f"pip install 'fastvlm-harness[{extra}]'")
+    return problems
+
+
+def check_output(output: Path) -> list[str]:
+    """The run folder can be created under `output`: the nearest existing folder takes a file (a
+    probe file, removed at once; permissions alone do not say it for root or read-only mounts)."""
+    import tempfile
+
+    if output.exists() and not output.is_dir():
+        return [f"output '{output}' is a file; give a directory for run output (-o DIR or the recipe's output:)"]
+    existing = next((p for p in (output, *output.parents) if p.exists()), Path("/"))
+    if not existing.is_dir():
+        return [f"output '{output}' cannot be created: '{existing}' is a file; choose another folder with -o DIR"]
+    try:
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".harness-write-check-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        return [f"output '{output}' cannot be written ('{existing}': {exc.strerror}); choose another folder with "
+                "-o DIR"]
+    return []
+
+
+def preflight(recipe: Recipe, definitions: list[dict[str, Any]], output: Path) -> None:
+    """Every problem at once as `ConfigProblems` (exit code 2), or nothing."""
+    problems = check_base(recipe.spec.base.model, recipe.spec.base.revision)
+    problems += check_suites(definitions, recipe.path.parent if recipe.path else None)
+    problems += check_runtimes(recipe.spec.runtimes)
+    problems += check_output(output)
+    if problems:
+        label = str(recipe.path) if recipe.path else "<recipe>"
+        raise ConfigProblems([f"{label}: {p}" for p in dict.fromkeys(problems)])

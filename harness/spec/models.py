@@ -1,0 +1,156 @@
+"""The recipe's data model: pure, validated data (pydantic, `extra="forbid"`), no torch.
+
+`RecipeSpec` is what the YAML says; `Recipe` is the validated result with every variant expanded
+(grids) and resolved (each step's config parsed by its own class, its formats known). Parsing
+and the cross-field checks live in `harness.spec.recipe`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from harness.errors import ConfigError
+from harness.registry import did_you_mean
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseModelSpec(Strict):
+    """`nano`, a local checkpoint dir, a hub id, or `random:<shape>` (real dimensions, random weights)."""
+
+    model: str = "nano"
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+class Targets(Strict):
+    """Mobile budgets from the product brief; a recipe may override any of them."""
+
+    max_size_mb: float | None = Field(100.0, gt=0, description="bytes on disk of what would ship, in MB (1e6)")
+    max_peak_memory_mb: float | None = Field(500.0, gt=0, description="model-attributable peak RSS, MiB")
+    max_ttft_ms: float | None = Field(20.0, gt=0, description="time to first token p50, batch 1, ms")
+    min_retention: float | None = Field(0.95, ge=0, le=2, description="variant accuracy / baseline accuracy, a "
+                                        "fraction (0.95 keeps 95 %)")
+
+
+class RegressionPolicy(Strict):
+    """When `harness compare` / `harness gate --baseline` call a change a regression.
+
+    A change must be both large (beyond the ratio or drop) and significant (p < alpha), so
+    noise alone never fails a build and a tiny, real slow-down does not either.
+    """
+
+    alpha: float = Field(0.01, gt=0, lt=1, description="significance level of the tests")
+    latency_ratio: float = Field(1.10, ge=1, description="median time ratio (new/old) above which a slow-down counts")
+    accuracy_drop: float = Field(0.0, ge=0, le=1, description="absolute score drop that must be exceeded")
+    memory_ratio: float = Field(1.10, ge=1, description="peak-memory ratio above which growth counts")
+    size_ratio: float = Field(1.01, ge=1, description="size ratio above which growth counts")
+
+
+class ParityPolicy(Strict):
+    """Thresholds `harness gate` applies to the automatic parity check of every exported artifact
+    (runtime vs the torch reference of the same variant); unset fields are reported, not gated."""
+
+    min_agreement: float | None = Field(None, ge=0, le=1, description="share of identical answers")
+    min_cosine: float | None = Field(None, ge=-1, le=1,
+                                     description="lowest per-item cosine of encoder output and first-token logits")
+    max_logit_abs: float | None = Field(None, ge=0, description="largest |logit difference| allowed")
+
+
+RUNTIMES_DESCRIPTION = ("runtimes this variant is measured on (a subset of the recipe's); default: every recipe "
+                        "runtime that accepts the variant's last-added format, the others recorded as not applicable")
+
+
+class VariantSpec(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    steps: list[dict[str, Any]] = Field(default_factory=list)
+    gate: bool = True
+    runtimes: list[str] | None = Field(None, description=RUNTIMES_DESCRIPTION)
+
+
+class GridSpec(Strict):
+    """Cartesian expansion: every "{axis}" in `name` and in step values is substituted."""
+
+    name: str
+    axes: dict[str, list[Any]]
+    steps: list[dict[str, Any]]
+    gate: bool = True
+    runtimes: list[str] | None = Field(None, description=RUNTIMES_DESCRIPTION)
+
+    @field_validator("axes")
+    @classmethod
+    def _non_empty(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if not axes or any(not values for values in axes.values()):
+            raise ValueError("every grid axis needs at least one value")
+        return axes
+
+
+class RecipeSpec(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    base: BaseModelSpec = Field(default_factory=BaseModelSpec)
+    baseline: str | None = Field(None, description="variant that retention is measured against")
+    variants: list[VariantSpec] = Field(default_factory=list)
+    grid: list[GridSpec] = Field(default_factory=list)
+    runtimes: list[str] = Field(default_factory=lambda: ["torch-eager"])
+    suites: list[str] = Field(default_factory=lambda: ["nano-vqa", "latency", "memory", "size"])
+    targets: Targets = Field(default_factory=Targets)
+    regression: RegressionPolicy = Field(default_factory=RegressionPolicy)
+    parity: ParityPolicy = Field(default_factory=ParityPolicy)
+    output: str = "reports"
+    data_dirs: list[str] = Field(default_factory=list, description="folders with local dataset copies "
+                                 "(<dir>/<hub id>/...), relative to the recipe, searched before the hub cache "
+                                 "(after --data-dir; docs/suites.md)")
+    variant_timeout_s: float = Field(1800, gt=0)
+    seed: int = 0
+
+    @field_validator("base", mode="before")
+    @classmethod
+    def _base_shorthand(cls, value: Any) -> Any:
+        return {"model": value} if isinstance(value, str) else value
+
+
+class Recipe(BaseModel):
+    """A validated recipe with its variants expanded and each step's config parsed."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    spec: RecipeSpec
+    path: Path | None
+    variants: list[ResolvedVariant]
+
+    def variant(self, name: str) -> ResolvedVariant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        names = [v.name for v in self.variants]
+        raise ConfigError(f"no variant '{name}' in recipe{did_you_mean(name, names)}")
+
+    @property
+    def baseline(self) -> str:
+        return self.spec.baseline or self.variants[0].name
+
+
+class ResolvedVariant(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    name: str
+    steps: list[Any]  # StepConfig instances
+    gate: bool = True
+    #: Formats the artifact holds, in the order they were added ("torch" first).
+    formats: list[str] = ["torch"]
+    #: The variant's own `runtimes:` (None: chosen by format, see `runtime_plan`).
+    runtimes: list[str] | None = None
+
+    def steps_as_data(self) -> list[dict[str, Any]]:
+        return [s.model_dump(mode="json") for s in self.steps]
+
+
+Recipe.model_rebuild()
