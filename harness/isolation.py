@@ -1,12 +1,20 @@
-"""Run one unit of work in an isolated, spawned worker process with a time limit.
+"""Run one unit of work in an isolated, fresh process with a time limit.
 
 A crash (segfault, abort, OOM kill), a hang past the limit, or an exception inside the worker
 comes back as a failed `Outcome` with its reason and traceback; the parent never dies with it.
 The worker's stdout/stderr go to a log file next to its result.
+
+Processes come from a *fork server* (`multiprocessing`'s "forkserver" start method): one server
+process imports torch, transformers' FastVLM modelling and the harness once (`PRELOAD`, no model,
+no tensor op, so no thread pool exists yet) and forks every worker from that state. Each worker
+is still a fresh process — its own memory, its own thread pool, nothing measured before it — but
+it starts in ~0.4 s instead of ~8 s of imports (measured here on 2 cores). The worker takes the
+parent's environment as it is when the work is submitted (the server's is fixed at its start).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import multiprocessing
@@ -43,7 +51,22 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _entry(target: str, payload: Any, log_path: str, result_path: str) -> None:
+#: What the fork server imports once; a module that fails to import is skipped (the worker then
+#: imports it itself and reports the failure where it happens).
+PRELOAD = ["torch", "numpy", "scipy.stats", "datasets", "safetensors.torch", "timm.models.fastvit", "transformers",
+           "transformers.models.fast_vlm.modeling_fast_vlm", "transformers.models.llava.processing_llava",
+           "transformers.models.clip.image_processing_clip", "harness.models.loading", "harness.build.variant",
+           "harness.build.artifact", "harness.run.worker", "harness.suites._memprobe", "harness.run.preload"]
+@functools.cache
+def _context() -> Any:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def _entry(target: str, payload: Any, log_path: str, result_path: str, environ: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(environ)
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -64,14 +87,14 @@ def _entry(target: str, payload: Any, log_path: str, result_path: str) -> None:
 
 
 def run_isolated(target: str, payload: Any, files: WorkerFiles, timeout_s: float) -> Outcome:
-    """Call ``module:function(payload)`` in a fresh spawned process; never raises for its failures.
+    """Call ``module:function(payload)`` in a fresh process; never raises for its failures.
 
     `payload` must pickle (a frozen dataclass or plain data)."""
     files.log.parent.mkdir(parents=True, exist_ok=True)
     result_path = files.result
     result_path.unlink(missing_ok=True)
-    context = multiprocessing.get_context("spawn")
-    process = context.Process(target=_entry, args=(target, payload, str(files.log), str(result_path)))
+    process = _context().Process(target=_entry, args=(target, payload, str(files.log), str(result_path),
+                                                      dict(os.environ)))
     start = time.perf_counter()
     process.start()
     process.join(timeout_s)

@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, ...]] = [
 OWNED_NAMES: dict[str, tuple[str, ...]] = {
     "harness.results.rundir": ("run.json", "recipe.yaml", "recipe.resolved.json", "environment.json", "result.json",
                                "results.json", "report.html", "gate.junit.xml", "worker.log", "worker_result.json",
-                               "history.sqlite"),
+                               "timings.json", "history.sqlite"),
     "harness.build.artifact": ("harness_variant.json",),
     "harness.exporting": ("export.json",),
 }

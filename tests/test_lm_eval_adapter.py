@@ -161,11 +161,12 @@ def test_recipe_with_lm_eval_suite_end_to_end(tmp_path, nano_dir, monkeypatch):
     The worker runs in this process (spawning one costs ~20 s of imports; isolation is tested elsewhere)."""
     import harness.isolation
     from harness.run.runner import run
-    from harness.run.worker import run_variant
-
     def in_process(target, job, files, timeout_s):
+        import importlib
+
         files.log.parent.mkdir(parents=True, exist_ok=True)
-        return harness.isolation.Outcome(True, run_variant(job))
+        module, function = target.split(":")
+        return harness.isolation.Outcome(True, getattr(importlib.import_module(module), function)(job))
 
     monkeypatch.setattr(harness.isolation, "run_isolated", in_process)
 

@@ -48,11 +48,12 @@ def in_process_worker(monkeypatch):
     """Workers run in this process, so they see the kind this module registered (a spawned worker
     would find an installed plugin through the entry-point group instead)."""
     import harness.isolation
-    from harness.run.worker import run_variant
-
     def in_process(target, job, files, timeout_s):
+        import importlib
+
         files.log.parent.mkdir(parents=True, exist_ok=True)
-        return harness.isolation.Outcome(True, run_variant(job))
+        module, function = target.split(":")
+        return harness.isolation.Outcome(True, getattr(importlib.import_module(module), function)(job))
 
     monkeypatch.setattr(harness.isolation, "run_isolated", in_process)
 

@@ -86,7 +86,7 @@ def history(output: Path = typer.Option(Path("reports"), help=f"The output direc
 
 
 VERDICT_STYLE = {"regression": "bold red", "improvement": "green", "no significant change": "",
-                 "not comparable": "yellow", "new": "cyan"}
+                 "not comparable": "yellow", "new": "cyan", "undecided": "bold yellow"}
 
 
 @app.command()
@@ -120,7 +120,10 @@ def compare(old_run: Path = typer.Argument(..., help="The baseline run directory
                       f"[{VERDICT_STYLE.get(c.verdict, '')}]{c.verdict}[/]" if VERDICT_STYLE.get(c.verdict)
                       else c.verdict, c.note)
     console.print(table)
-    console.print(f"{len(result.regressions)} significant regression(s); HTML: {out}", highlight=False)
+    undecided = sum(c.verdict == "undecided" for c in result.changes)
+    console.print(f"{len(result.regressions)} significant regression(s)"
+                  + (f", {undecided} undecided (noisy: re-measure)" if undecided else "") + f"; HTML: {out}",
+                  highlight=False)
 
 
 def _num(value: float | None) -> str:

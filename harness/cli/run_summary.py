@@ -30,6 +30,8 @@ def _table(summary: dict[str, Any]) -> Any:
             verdicts = data.get("targets", {}).values()
             passed = sum(v["status"] == "pass" for v in verdicts)
             status = "ok" if not data.get("errors") and not data.get("unavailable") else "[yellow]incomplete[/]"
+            if (data.get("latency") or {}).get("noisy"):
+                status += " [yellow](noisy)[/]"
             table.add_row(variant["name"], runtime, status,
                           *[f"{values[o.name].point:.4g}" if o.name in values else "–" for o in shown],
                           "–" if kept is None else f"{kept:.3f}", f"{passed}/{len(verdicts)} pass")

@@ -1,5 +1,11 @@
 """Render a run's `report.html`: one self-contained, offline file (plotly's JS is inlined once).
 
+The page decides first: the recommended variant (`harness.results.recommend`: meets every target,
+best on the recipe's `select:` objective) with why, what it costs against the baseline and where
+its files are, then a banner for every failure, noisy number and unmeasured target. Then per
+runtime the variants table, one primary frontier chart (accuracy against the select objective;
+the other pairs folded away) and each kind's own section.
+
 The page is generic: the variants table, the Pareto standing and the frontier charts are built
 from what the suite kinds declare (objectives, targets, overview columns), and every kind renders
 its own section from its template (`SuiteKind.report_template`), so a new kind reaches the report
@@ -14,27 +20,15 @@ from typing import Any
 
 from harness.report import charts
 from harness.results.kinds import kinds
-from harness.results.outcome import unmeasured
-from harness.results.pareto import Objective, Standing, Value, standings
+from harness.results.pareto import Standing, Value, standings
+from harness.results.recommend import advice, banners, objective_values, objectives, recommend, target_label
 from harness.results.rundir import RunDir
+
+__all__ = ["objective_values", "objectives", "points_of", "render_report", "standing_text"]
 
 TREND_METRICS = {"ttft_p50_ms": "TTFT p50 (ms)", "decode_tokens_per_s_p50": "decode tok/s",
                  "size_mb": "size (MB)", "peak_memory_delta_mb": "peak memory delta (MiB)"}
 TEMPLATES = Path(__file__).parent / "templates"
-
-
-def objectives() -> list[Objective]:
-    """Every objective the registered kinds contribute, in rank order."""
-    found = {o.name: o for _, kind in kinds() for o in kind.objectives}
-    return sorted(found.values(), key=lambda o: (o.rank, o.name))
-
-
-def objective_values(summary: dict[str, Any]) -> dict[str, Value]:
-    values: dict[str, Value] = {}
-    for _, kind in kinds():
-        for name, (value, interval) in kind.objective_values(summary).items():
-            values.setdefault(name, Value.of(value, interval))
-    return values
 
 
 def points_of(variants: list[dict[str, Any]], runtime: str) -> dict[str, dict[str, Value]]:
@@ -42,13 +36,19 @@ def points_of(variants: list[dict[str, Any]], runtime: str) -> dict[str, dict[st
             if v["status"] == "ok" and runtime in v["runtimes"]}
 
 
-def standing_text(standing: Standing | None) -> str:
-    """The Pareto column: frontier, dominated, or weakly dominated with the tied objectives named."""
+def standing_text(standing: Standing | None, titles: dict[str, str] | None = None) -> str:
+    """The Pareto column: frontier, dominated, or weakly dominated with the tied objectives named
+    (by their human titles: "TTFT p50 (ms)", not `ttft_ms`)."""
     if standing is None:
         return "–"
+    titles = titles if titles is not None else {o.name: o.title for o in objectives()}
+
+    def named(names: list[str]) -> str:
+        return ", ".join(titles.get(n, n) for n in names)
+
     if standing.dominated_by:
         return "dominated by " + ", ".join(standing.dominated_by)
-    parts = [f"weakly dominated by {other} (better on {', '.join(c.better)}; within noise on {', '.join(c.ties)})"
+    parts = [f"weakly dominated by {other} (better on {named(c.better)}; within noise on {named(c.ties)})"
              for other, c in standing.weakly_dominated_by.items()]
     if not parts:
         parts = ["frontier"]
@@ -95,41 +95,55 @@ def _kind_sections(summary: dict[str, Any], results: dict[str, dict[str, Any]], 
         rows = [{"variant": v, "runtime": rt, "summary": s, "result": results.get(v["name"], {})}
                 for v in summary["variants"] if v["status"] == "ok"
                 for rt, s in v["runtimes"].items() if runtime in (None, rt)]
-        suites = _suites_of_kind(rows, name)
+        suites = _suites_of_kind(rows, name, kind.headline)
         if suites:
             out.append({"kind": name, "template": kind.report_template, "suites": suites, "rows": rows,
                         "section": kind.section, "headline": kind.headline, "context": kind.report_context(rows, plan)})
     return out
 
 
-def _suites_of_kind(rows: list[dict[str, Any]], kind: str) -> list[str]:
-    """The suites of `kind` that ran in these rows, in the recipe's order."""
+def _suites_of_kind(rows: list[dict[str, Any]], kind: str, headline: str | None = None) -> list[str]:
+    """The suites of `kind` with something to show in these rows, in the recipe's order: measured,
+    or not measured but with a headline entry saying why (a section of nothing is not rendered;
+    banners name what was not measured)."""
     found = (suite for row in rows
              for suite, data in row["result"].get("measurements", {}).get(row["runtime"], {}).get("suites", {}).items()
-             if data.get("kind") == kind)
+             if data.get("kind") == kind and (data.get("status") == "ok" or (headline and headline in row["summary"])))
     return list(dict.fromkeys(found))
 
 
-def _overview_templates() -> list[str]:
-    """The kinds' templates in objective-rank order, each once (kinds sharing one share its columns)."""
-    ranked = sorted(kinds(), key=lambda item: min((o.rank for o in item[1].objectives), default=1000))
+def _overview_templates(plan: dict[str, Any] | None = None) -> list[str]:
+    """The kinds' templates in objective-rank order, each once (kinds sharing one share its columns);
+    with a plan, only the kinds the run has suites of (no column of dashes for a kind that never ran)."""
+    ran = {s.get("kind") for s in (plan or {}).get("suites", [])}
+    ranked = sorted(((name, kind) for name, kind in kinds() if not ran or name in ran),
+                    key=lambda item: min((o.rank for o in item[1].objectives), default=1000))
     return list(dict.fromkeys(kind.report_template for _, kind in ranked))
 
 
 def _section(summary: dict[str, Any], results: dict[str, dict[str, Any]], plan: dict[str, Any],
-             runtime: str) -> dict[str, Any]:
+             runtime: str, decision: dict[str, Any]) -> dict[str, Any]:
     variants, targets = summary["variants"], summary["targets"]
     points = points_of(variants, runtime)
     found = objectives()
+    titles = {o.name: o.title for o in found}
     standing = standings(points, found)
     base = next((v for v in variants if v["name"] == summary["baseline"]), None)
     baseline = ({n: value.point for n, value in objective_values(base["runtimes"][runtime]).items()}
                 if base and base["status"] == "ok" and runtime in base["runtimes"] else {})
     meets_all = _meets_all(variants, runtime)
-    return {"runtime": runtime, "standing": {n: standing_text(standing.get(n)) for n in points},
-            "frontier_charts": charts.all_pairs(points, standing, found, targets, baseline, meets_all),
+    recommended = decision["variant"] if decision.get("runtime") == runtime else None
+    # a frontier needs two variants to compare; one point alone is not a chart worth a screen
+    pair = charts.primary_pair(points, found, decision["select"]) if len(points) > 1 else None
+    primary = charts.primary_frontier(points, standing, found, targets, baseline, meets_all, decision["select"],
+                                      recommended) if pair else None
+    others = charts.all_pairs(points, standing, found, targets, baseline, meets_all, exclude=pair,
+                              recommended=recommended) if pair else []
+    return {"runtime": runtime, "standing": {n: standing_text(standing.get(n), titles) for n in points},
+            "primary_chart": primary, "primary_pair": [pair[0].title, pair[1].title] if pair else None,
+            "frontier_charts": others,
             "meets_all": sorted(meets_all), "kinds": _kind_sections(summary, results, plan, runtime),
-            "objectives": [o.title for o in found]}
+            "objectives": [o.title for o in found if any(o.name in v for v in points.values())]}
 
 
 def render_report(run: RunDir, plan: dict[str, Any], summary: dict[str, Any],
@@ -139,21 +153,28 @@ def render_report(run: RunDir, plan: dict[str, Any], summary: dict[str, Any],
     from plotly.offline import get_plotlyjs
 
     variants = summary["variants"]
+    spec = run.read_resolved_spec()
+    decision = recommend(summary, spec, results, plan)
     runtimes = sorted({r for v in variants for r in v["runtimes"]}) or ["torch-eager"]
-    sections = [_section(summary, results, plan, runtime) for runtime in runtimes]
+    sections = [_section(summary, results, plan, runtime, decision) for runtime in runtimes]
     trend_charts, history_note = _history(run, summary["recipe"])
     # training happens once per variant, whatever runtimes measure it: one chart per training step
     training_charts = [charts.training(v["name"], record) for v in variants for record in v.get("training", [])]
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([TEMPLATES, *_plugin_template_dirs()]),
                              autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["num"] = lambda x, d=2: "–" if x is None else f"{x:.{d}f}"
+    env.filters["g"] = lambda x, d=4: "–" if x is None else f"{x:.{d}g}"
+    env.filters["sig"] = lambda x, d=4: "–" if x is None else f"{x:#.{d}g}".rstrip(".")
+    env.filters["signed"] = lambda x: "–" if x is None else f"{x:+,.0f}" if abs(x) >= 1000 else f"{x:+.3g}"
     env.globals["charts"] = charts
+    env.globals["advice"] = advice
     html = env.get_template("report.html.j2").render(
         summary=summary, sections=sections, plotly_js=get_plotlyjs(), environment=run.read_environment(),
         recipe_text=run.recipe_text(), variants=variants, trend_charts=trend_charts, history_note=history_note,
-        training_charts=training_charts, overview_templates=_overview_templates(),
-        unmeasured=[item.line() for item in unmeasured(summary)],
-        run_sections=_kind_sections(summary, results, plan, None))
+        training_charts=training_charts, overview_templates=_overview_templates(plan), decision=decision,
+        banners=banners(summary), description=spec.get("description") or "",
+        target_labels={name: target_label(name, limit) for name, limit in summary["targets"].items()},
+        suites=plan.get("suites", []), run_sections=_kind_sections(summary, results, plan, None))
     run.report_file.write_text(html, encoding="utf-8")
     return run.report_file
 

@@ -55,8 +55,12 @@ def _summarize(result: dict[str, Any], runtime: str,
 
 def evaluate_targets(summary: dict[str, Any], targets: dict[str, Any],
                      missing: dict[type, list[str]] | None = None) -> dict[str, Any]:
-    """pass / fail / not measured per target; `within_noise` when the interval straddles the limit.
-    `missing`: per kind, why its suites were not measured (a target's "why" names them)."""
+    """pass / fail / undecided / not measured per target. *Undecided*: the 95 % interval straddles the
+    limit, or the number is noisy and its replicates (processes) lie on both sides of the limit — more
+    measurement could turn it either way, so it neither passes nor fails (the gate says so and how to
+    re-measure). A noisy number whose every replicate lies on one side still decides, and says it is
+    noisy. `missing`: per kind, why its suites were
+    not measured (a target's "why" names them)."""
     verdicts: dict[str, Any] = {}
     for name, limit in targets.items():
         if limit is None:
@@ -70,11 +74,29 @@ def evaluate_targets(summary: dict[str, Any], targets: dict[str, Any],
             why = "; ".join((missing or {}).get(type(kind), [])) or measured.why
             verdicts[name] = {"status": "not measured", "limit": limit, "why": why}
             continue
-        ok = measured.value <= limit if rule.upper else measured.value >= limit
-        noise = bool(measured.ci and min(measured.ci) <= limit <= max(measured.ci))
-        verdicts[name] = {"status": "pass" if ok else "fail", "value": measured.value, "limit": limit,
-                          "ci": measured.ci, "within_noise": noise, "unit": rule.unit}
+        verdicts[name] = _verdict(measured, limit, rule.upper, rule.unit)
     return verdicts
+
+
+def _verdict(measured: Any, limit: float, upper: bool, unit: str) -> dict[str, Any]:
+    ok = measured.value <= limit if upper else measured.value >= limit
+    straddles = bool(measured.ci and min(measured.ci) <= limit <= max(measured.ci))
+    verdict = {"status": "pass" if ok else "fail", "value": measured.value, "limit": limit, "ci": measured.ci,
+               "within_noise": straddles or bool(measured.noisy), "unit": unit}
+    if measured.noisy:
+        low, high = measured.spread or (None, None)
+        if low is None or min(low, high) <= limit <= max(low, high):
+            verdict.update(status="undecided", why=f"noisy: {measured.noisy}; re-measure on a quiet machine "
+                                                   "(`harness run --resume` after moving the result aside) or add "
+                                                   "rounds")
+        else:  # every replicate on one side of the limit: the noise cannot turn the decision
+            verdict["why"] = (f"noisy ({measured.noisy}), but every process lies on one side of the limit "
+                              f"({low:.4g} to {high:.4g})")
+    elif straddles:
+        low, high = min(measured.ci), max(measured.ci)
+        verdict.update(status="undecided", why=f"the 95 % interval [{low:.4g}, {high:.4g}] straddles the limit "
+                                               f"{limit:g}: add rounds or items, or measure on a quieter machine")
+    return verdict
 
 
 def _judge(summary: dict[str, Any], spec: dict[str, Any], missing: dict[type, list[str]]) -> None:

@@ -19,6 +19,8 @@ from harness.results.kinds import kind_of
 
 REGRESSION, IMPROVEMENT, SAME, NOT_COMPARABLE, NEW = (
     "regression", "improvement", "no significant change", "not comparable", "new")
+#: A change of regression size that noise keeps from being decided: the gate errors, never passes.
+UNDECIDED = "undecided"
 
 
 @dataclass
@@ -80,12 +82,27 @@ def _suite_definitions(run: LoadedRun) -> dict[str, dict[str, Any]]:
 
 
 def _suite_changes(name: str, old: dict[str, Any], new: dict[str, Any], variant: str, runtime: str,
-                   policy: Any) -> list[Change]:
+                   policy: Any, bases: tuple[dict[str, Any] | None, dict[str, Any] | None]) -> list[Change]:
+    """The kind's changes; `bases`: the same suite of each run's baseline variant (None for the
+    baseline variant itself), for kinds that judge a change relative to it (latency)."""
+    import inspect
+
     kind = kind_of(new.get("kind"))
     if kind is None:
         return [Change(variant, runtime, name, NOT_COMPARABLE,
                        note=f"suite kind '{new.get('kind')}' is not installed here")]
+    if "bases" in inspect.signature(kind.compare).parameters:
+        return kind.compare(name, old, new, variant, runtime, policy, bases=bases)
     return kind.compare(name, old, new, variant, runtime, policy)
+
+
+def _base_suite(run: LoadedRun, variant: str, runtime: str, name: str) -> dict[str, Any] | None:
+    """The run's baseline variant's result of this suite (None when `variant` is the baseline or it has none)."""
+    baseline = run.plan.get("baseline")
+    if baseline in (None, variant):
+        return None
+    found = _suites(run, baseline, runtime).get(name)
+    return found if found and found.get("status") == "ok" else None
 
 
 def _without_none(value: Any) -> Any:
@@ -119,7 +136,8 @@ def _variant_changes(old: LoadedRun, new: LoadedRun, variant: str, policy: dict[
             elif data.get("status") != "ok" or old_suites[name].get("status") != "ok":
                 reason = f"suite failed ({data.get('error') or old_suites[name].get('error')})"
             else:
-                out.extend(_suite_changes(name, old_suites[name], data, variant, runtime, policy))
+                bases = (_base_suite(old, variant, runtime, name), _base_suite(new, variant, runtime, name))
+                out.extend(_suite_changes(name, old_suites[name], data, variant, runtime, policy, bases))
                 continue
             out.append(Change(variant, runtime, name, NOT_COMPARABLE, note=reason))
     return out

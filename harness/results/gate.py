@@ -77,7 +77,11 @@ def _target_check(variant: str, runtime: str, target: str, verdict: dict[str, An
     if verdict["status"] == "not measured":
         return Check(variant, runtime, target, False, f"{target} not measured ({verdict.get('why', '')}); "
                                                       "a target nobody measured is not met", error=True)
-    noise = " (within noise)" if verdict.get("within_noise") else ""
+    if verdict["status"] == "undecided":
+        return Check(variant, runtime, target, False, f"{target}: {verdict['value']:.4g} {verdict.get('unit', '')} "
+                                                      f"vs limit {verdict['limit']} is undecided — {verdict['why']}",
+                     error=True)
+    noise = f" ({verdict['why']})" if verdict.get("why") else " (within noise)" if verdict.get("within_noise") else ""
     message = f"{target}: {verdict['value']:.4g} {verdict.get('unit', '')} vs limit {verdict['limit']}{noise}"
     return Check(variant, runtime, target, verdict["status"] == "pass", message)
 
@@ -94,8 +98,9 @@ def _headline_checks(variant: str, runtime: str, data: dict[str, Any]) -> list[C
 
 
 def regression_checks(summary: dict[str, Any], comparison: Any) -> list[Check]:
-    """One check per compared metric of every gated variant (regressions fail, the rest pass or skip)."""
-    from harness.results.compare import NEW, NOT_COMPARABLE, REGRESSION
+    """One check per compared metric of every gated variant (regressions fail, undecided ones are errors —
+    a change noise keeps from being decided never passes —, the rest pass or skip)."""
+    from harness.results.compare import NEW, NOT_COMPARABLE, REGRESSION, UNDECIDED
 
     gated = {v["name"] for v in summary["variants"] if v.get("gate", True)}
     out = []
@@ -105,8 +110,8 @@ def regression_checks(summary: dict[str, Any], comparison: Any) -> list[Check]:
         detail = f"{c.old:.4g} -> {c.new:.4g} ({c.change}" if c.old is not None and c.new is not None else "("
         p = f", p={c.p_value:.2g}" if c.p_value is not None else ""
         message = f"vs baseline {comparison.old_run}: {c.metric} {c.verdict} {detail}{p}) {c.note}".replace(" ()", "")
-        out.append(Check(c.variant, c.runtime, f"regression:{c.metric}", c.verdict != REGRESSION, message,
-                         skipped=c.verdict in (NOT_COMPARABLE, NEW)))
+        out.append(Check(c.variant, c.runtime, f"regression:{c.metric}", c.verdict not in (REGRESSION, UNDECIDED),
+                         message, skipped=c.verdict in (NOT_COMPARABLE, NEW), error=c.verdict == UNDECIDED))
     return out
 
 
@@ -153,7 +158,8 @@ def exit_code(results: list[Check]) -> int:
 
 
 def verdict(code: int) -> str:
-    return {EXIT_PASS: "passed", EXIT_FAIL: "FAILED", EXIT_ERROR: "ERROR (not measured)"}.get(code, "FAILED")
+    return {EXIT_PASS: "passed", EXIT_FAIL: "FAILED",
+            EXIT_ERROR: "ERROR (undecided or not measured)"}.get(code, "FAILED")
 
 
 def resolve_baseline(run_dir: Path, baseline: str) -> Path:

@@ -7,7 +7,7 @@ reports/<UTC time>-<recipe>-<hex>/
   recipe.yaml            the recipe as given;  recipe.resolved.json: validated, grid expanded
   environment.json       versions, CPU, threads, git sha
   variants/<name>/       result.json (VariantResult), worker.log, measurement process folders
-  results.json           the aggregated summary (RunSummary)
+  results.json           the aggregated summary (RunSummary);  timings.json: wall seconds per stage
   report.html  gate.junit.xml  compare-<old run>.html
 reports/history.sqlite   shared by every run of that output directory
 ```
@@ -39,6 +39,7 @@ VARIANTS = "variants"
 VARIANT_RESULT = "result.json"
 FAILED_RESULT = "result.failed-{n}.json"  # a failed result kept when --retry-failed runs the variant again
 SUMMARY = "results.json"
+TIMINGS = "timings.json"
 REPORT = "report.html"
 JUNIT = "gate.junit.xml"
 WORKER_LOG = "worker.log"
@@ -162,6 +163,20 @@ class RunDir:
 
     def write_variant_result(self, name: str, record: dict[str, Any]) -> None:
         _write_json(self.variant_dir(name) / VARIANT_RESULT, record, indent=1)
+
+    def update_suite_result(self, name: str, runtime: str, suite: str, data: dict[str, Any]) -> None:
+        """Put one suite's result into a variant's result.json (the runner's measurement rounds)."""
+        record = self.read_variant_result(name)
+        record["measurements"][runtime]["suites"][suite] = data
+        self.write_variant_result(name, record)
+
+    def write_timings(self, timings: dict[str, float]) -> None:
+        """Wall seconds per stage of the run (build and worker suites, measurement rounds, finish)."""
+        _write_json(self.path / TIMINGS, timings, indent=1)
+
+    def read_timings(self) -> dict[str, float]:
+        path = self.path / TIMINGS
+        return json.loads(path.read_text()) if path.exists() else {}
 
     def keep_failed_result(self, name: str) -> Path:
         """Move a failed variant's result aside (`result.failed-<n>.json`) so it runs again on resume."""

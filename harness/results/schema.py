@@ -87,7 +87,7 @@ class VariantResult(TypedDict):
 
 
 class TargetVerdict(TypedDict):
-    status: Literal["pass", "fail", "not measured"]
+    status: Literal["pass", "fail", "undecided", "not measured"]
     limit: float
     value: NotRequired[float]
     ci: NotRequired[list[float] | None]

@@ -1,38 +1,59 @@
-"""Terminal progress for long work (rich), off when not wanted."""
+"""Terminal progress for a run: the current stage, how far it is and an ETA (rich), or plain lines
+for logs and CI. A run has stages — building and measuring each variant in its worker, then the
+measurement rounds, then the report — and each stage is a bar with its own count and ETA."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-class VariantProgress:
-    def __init__(self, total: int, enabled: bool = True) -> None:
-        self.total = total
+class RunProgress:
+    def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self._progress: Any = None
         self._task: Any = None
+        self._unit = ""
 
-    def __enter__(self) -> VariantProgress:
+    def __enter__(self) -> RunProgress:
         if self.enabled:
-            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                      TextColumn("{task.completed}/{task.total} variants"), TimeElapsedColumn())
+                                      MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                                      TimeRemainingColumn())
             self._progress.__enter__()
-            self._task = self._progress.add_task("starting", total=self.total)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
-    def start(self, name: str) -> None:
+    def stage(self, name: str, total: int, unit: str) -> None:
+        """A new stage of `total` units (variants, processes)."""
+        self._unit = unit
         if self._progress is not None:
-            self._progress.update(self._task, description=f"building + measuring {name}")
+            if self._task is not None:
+                self._progress.update(self._task, visible=False)
+            self._task = self._progress.add_task(name, total=total)
+        else:
+            print(f"== {name}: {total} {unit}", flush=True)
 
-    def advance(self, name: str, status: str) -> None:
+    def start(self, label: str) -> None:
         if self._progress is not None:
-            self._progress.console.print(f"  {name}: {status}")
+            self._progress.update(self._task, description=label)
+
+    def advance(self, label: str, status: str = "") -> None:
+        if self._progress is not None:
+            if status:
+                self._progress.console.print(f"  {label}: {status}")
             self._progress.update(self._task, advance=1)
-        else:  # plain lines for logs and CI
-            print(f"{name}: {status}", flush=True)
+        elif status:  # plain lines for logs and CI
+            print(f"{label}: {status}", flush=True)

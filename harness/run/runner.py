@@ -118,41 +118,65 @@ def _build_reference(recipe: Recipe, progress: bool) -> None:
         ensure_nano(progress=progress)  # train once, visibly, before the workers need it
 
 
-def execute(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, progress: bool, use_cache: bool) -> None:
+def execute(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any, use_cache: bool) -> None:
     """One isolated worker per variant without a result yet; each outcome recorded in result.json."""
     from harness import isolation
-    from harness.run.progress import VariantProgress
 
     definitions = [*plan["suites"], *plan.get("added_suites", [])]
     planned = {p["name"]: p for p in plan["plan"]}
-    with VariantProgress(len(recipe.variants), enabled=progress) as bar:
-        for variant in recipe.variants:
-            if run.has_result(variant.name):
-                bar.advance(variant.name, "done earlier")
-                continue
-            bar.start(variant.name)
-            folder = run.variant_dir(variant.name)
-            job = variant_job(recipe, variant, planned[variant.name], definitions, folder, use_cache)
-            outcome = isolation.run_isolated(WORKER, job, rundir.worker_files(folder), recipe.spec.variant_timeout_s)
-            run.write_variant_result(variant.name, {
-                "variant": variant.name, "steps": variant.steps_as_data(), "gate": variant.gate,
-                "status": "ok" if outcome.ok else "failed", "seconds": outcome.seconds, **(outcome.result or {}),
-                "error": outcome.error, "traceback": outcome.traceback})
-            bar.advance(variant.name, "ok" if outcome.ok else f"FAILED: {outcome.error}")
+    bar.stage("build + accuracy/size per variant", len(recipe.variants), "variants")
+    for variant in recipe.variants:
+        if run.has_result(variant.name):
+            bar.advance(variant.name, "done earlier")
+            continue
+        bar.start(f"building + measuring {variant.name}")
+        folder = run.variant_dir(variant.name)
+        job = variant_job(recipe, variant, planned[variant.name], definitions, folder, use_cache)
+        outcome = isolation.run_isolated(WORKER, job, rundir.worker_files(folder), recipe.spec.variant_timeout_s)
+        run.write_variant_result(variant.name, {
+            "variant": variant.name, "steps": variant.steps_as_data(), "gate": variant.gate,
+            "status": "ok" if outcome.ok else "failed", "seconds": outcome.seconds, **(outcome.result or {}),
+            "error": outcome.error, "traceback": outcome.traceback})
+        bar.advance(variant.name, "ok" if outcome.ok else f"FAILED: {outcome.error}")
+
+
+def measure(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any) -> None:
+    """The deferred suites (latency, memory) in interleaved rounds, once every variant is built."""
+    from harness.run.rounds import measure_rounds, planned_processes
+
+    total = planned_processes(run, plan)
+    if total:
+        bar.stage("measurement rounds (fresh processes, interleaved)", total, "processes")
+        measure_rounds(run, plan, recipe.spec.seed, recipe.path.parent if recipe.path else None,
+                       tick=lambda label: (bar.start(label), bar.advance(label)))
 
 
 def run(recipe_path: Path | None = None, output: Path | None = None, resume: Path | None = None,
         progress: bool = True, use_cache: bool = True, options: RunOptions | None = None) -> Path:
     """Execute (or resume) a run; return its directory. `use_cache=False` bypasses the response cache."""
+    from harness.run.progress import RunProgress
+
     options = options or RunOptions(output=output, progress=progress, use_cache=use_cache)
+    began = time.perf_counter()
     if resume is not None:
         folder, plan, recipe = reopen(resume, options)
     else:
         assert recipe_path is not None
         folder, plan, recipe = start(recipe_path, options)
     _build_reference(recipe, options.progress)
-    execute(folder, plan, recipe, options.progress, options.use_cache)
+    timings = {"prepare_s": time.perf_counter() - began}
+    with RunProgress(enabled=options.progress) as bar:
+        mark = time.perf_counter()
+        execute(folder, plan, recipe, bar, options.use_cache)
+        timings["workers_s"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        measure(folder, plan, recipe, bar)
+        timings["rounds_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     finish(folder.path)
+    timings["finish_s"] = time.perf_counter() - mark
+    timings["total_s"] = time.perf_counter() - began
+    folder.write_timings(timings)
     return folder.path
 
 

@@ -12,6 +12,10 @@ from harness.build.variant import build
 from harness.errors import HarnessError, RuntimeUnavailable
 from harness.run.plan import RuntimeJob, VariantJob
 
+PENDING = "pending"
+PENDING_WHY = ("measured in the run's interleaved rounds after every variant is built; the run stopped before "
+               "them — `harness run --resume RUN_DIR` measures it")
+
 
 def run_variant(job: VariantJob) -> dict[str, Any]:
     import torch
@@ -50,6 +54,9 @@ def _measure(job: VariantJob, planned: RuntimeJob, artifact: Path, key: str, rec
         start = time.perf_counter()
         if blocked is not None and kind.needs_session:
             per_suite[suite["name"]] = {"kind": suite["kind"], **blocked, "wall_seconds": 0.0}
+            continue
+        if kind.deferred:  # measured by the runner in interleaved rounds once every variant is built
+            per_suite[suite["name"]] = {"status": PENDING, "kind": suite["kind"], "error": PENDING_WHY}
             continue
         try:
             result = kind().run(kind.Config.model_validate(suite), ctx)

@@ -49,6 +49,10 @@ class RegressionPolicy(Strict):
 
     alpha: float = Field(0.01, gt=0, lt=1, description="significance level of the tests")
     latency_ratio: float = Field(1.10, ge=1, description="median time ratio (new/old) above which a slow-down counts")
+    unpaired_latency_ratio: float = Field(
+        1.5, ge=1, description="the same for a latency compared on raw medians across runs (the baseline variant "
+                               "itself, or runs without rounds), where the machine's drift between the runs is not "
+                               "cancelled: calibrated on A/A runs (benchmarks/calibrate_noise.py)")
     accuracy_drop: float = Field(0.0, ge=0, le=1, description="absolute score drop that must be exceeded")
     memory_ratio: float = Field(1.10, ge=1, description="peak-memory ratio above which growth counts")
     size_ratio: float = Field(1.01, ge=1, description="size ratio above which growth counts")
@@ -110,6 +114,9 @@ class RecipeSpec(Strict):
                                  "(after --data-dir; docs/suites.md)")
     variant_timeout_s: float = Field(1800, gt=0)
     seed: int = 0
+    select: str = Field("ttft_ms", description="the objective the report's recommendation optimises among the "
+                        "variants that meet every target: one of the suite kinds' objectives (ttft_ms, size_mb, "
+                        "memory_mb, accuracy, decode_tps)")
 
     @field_validator("base", mode="before")
     @classmethod

@@ -75,6 +75,15 @@ def _check_references(data: dict[str, Any], path: Path | None, problems: Problem
                                                "remove the entry")
 
 
+def _check_select(spec: RecipeSpec, problems: Problems) -> None:
+    """`select:` names an objective some registered suite kind contributes."""
+    from harness.registries import SUITE_KINDS
+
+    names = sorted({o.name for n in SUITE_KINDS.names() for o in SUITE_KINDS.get(n).objectives})
+    if spec.select not in names:
+        problems.add(("select",), f"unknown objective '{spec.select}'{did_you_mean(spec.select, names)}")
+
+
 def _check_variants(variants: list[ResolvedVariant], spec: RecipeSpec, problems: Problems) -> None:
     names = [v.name for v in variants]
     for name in dict.fromkeys(n for n in names if names.count(n) > 1):
@@ -112,6 +121,7 @@ def parse_recipe(data: Any, path: Path | None = None, lines: dict[Loc, int] | No
     resolved = (resolve_variant(variant, loc, list(spec.runtimes), problems) for variant, loc in expand(spec, problems))
     variants = [v for v in resolved if v is not None]
     _check_variants(variants, spec, problems)
+    _check_select(spec, problems)
     problems.raise_if_any()
     if not variants:
         variants = [ResolvedVariant(name="base", steps=[])]

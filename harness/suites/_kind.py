@@ -44,6 +44,11 @@ class TargetValue:
     value: float | None
     ci: list[float] | None = None
     why: str = ""
+    #: Why the number is not to be trusted on its own (e.g. its processes disagree).
+    noisy: str = ""
+    #: The lowest and highest replicate (e.g. each process's median): a noisy number still decides a
+    #: target when every replicate lies on the same side of the limit.
+    spread: list[float] | None = None
 
 
 def scalars(data: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +77,10 @@ class SuiteKind:
     #: `overview_cells` for the variants table) and whether the section is per runtime or per run.
     report_template: ClassVar[str] = "suites/default.html.j2"
     report_scope: ClassVar[str] = "runtime"
+    #: Measured by the runner after every variant is built, in rounds: each round starts one fresh
+    #: process per variant × runtime, in a shuffled (seeded) order, so machine drift hits every
+    #: variant alike (latency, memory). The hooks below say what a process runs and how to merge.
+    deferred: ClassVar[bool] = False
 
     def run(self, config: Any, ctx: SuiteContext) -> dict[str, Any]:
         raise NotImplementedError
@@ -99,6 +108,25 @@ class SuiteKind:
     def required_columns(self, config: Any) -> list[str]:
         """The dataset columns the suite reads."""
         return []
+
+    # --- deferred kinds: measured in interleaved rounds ------------------------------------
+    def rounds(self, config: Any) -> int:
+        """How many fresh processes (one per round) measure one variant × runtime."""
+        return 1
+
+    def process_job(self, config: Any, job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """(`module:function`, payload) one measuring process runs; `job` has runtime, artifact,
+        recipe_dir and threads."""
+        raise NotImplementedError(f"{type(self).__name__} is deferred but defines no process_job")
+
+    def outliers(self, config: Any, processes: list[dict[str, Any]]) -> list[int]:
+        """Indices of processes whose numbers are far from the others' (excluded and re-measured)."""
+        return []
+
+    def merge(self, config: Any, processes: list[dict[str, Any]]) -> dict[str, Any]:
+        """The suite result from its processes (each: the process result plus `round`, `position`
+        and `excluded`)."""
+        raise NotImplementedError(f"{type(self).__name__} is deferred but defines no merge")
 
     # --- results.json ---------------------------------------------------------------------
     def summarize(self, data: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:

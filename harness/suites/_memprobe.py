@@ -1,18 +1,20 @@
-"""Child process for the memory suite: peak RSS of loading a variant and answering once.
+"""Child process of the memory suite: peak RSS of loading a variant and answering once.
 
-Run as ``python -m harness.suites._memprobe RUNTIME ARTIFACT NEW_TOKENS``; prints one JSON line. The
-baseline is this process's RSS after every library the runtime needs is imported, so the delta
-is what the model itself costs. `kv_cache_bytes` is the cache's size at the end of the answer,
-when the runtime reports it (None otherwise).
+`probe(payload)` runs in a fresh process from `harness.isolation` (forked from the fork server,
+which imported the heavy libraries but touched no model). The baseline is this process's RSS
+after every library the runtime needs is imported, with the kernel's peak counter reset there
+(`/proc/self/clear_refs`, so nothing the server did counts), and the delta is what the model
+itself costs. `kv_cache_bytes` is the cache's size at the end of the answer, when the runtime
+reports it (None otherwise).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import resource
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def rss_mb() -> dict[str, float]:
@@ -32,8 +34,18 @@ def rss_mb() -> dict[str, float]:
     return {"rss_mb": values["VmRSS"], "peak_mb": values["VmHWM"]}
 
 
-def main(argv: list[str]) -> None:
-    runtime_name, artifact, new_tokens = argv[0], Path(argv[1]), int(argv[2])
+def reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0; elsewhere the peak keeps the process's history)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def probe(payload: dict[str, Any]) -> dict[str, Any]:
+    """{runtime, artifact, new_tokens} → baseline, after-load and peak RSS (MiB) and the model delta."""
+    runtime_name, artifact, new_tokens = payload["runtime"], Path(payload["artifact"]), int(payload["new_tokens"])
     import torch
 
     from harness.data.nano_vqa import IMAGE_SIZE
@@ -53,17 +65,14 @@ def main(argv: list[str]) -> None:
     from PIL import Image
 
     image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (120, 30, 200))
+    peak_reset = reset_peak()
     baseline = rss_mb()
     session = runtime.load(artifact)
     loaded = rss_mb()
     result = session.generate([image], ["what color is the circle ?"], max_new_tokens=new_tokens,
                               min_new_tokens=new_tokens)
     peak = rss_mb()
-    print(json.dumps({"baseline_rss_mb": baseline["rss_mb"], "baseline_peak_mb": baseline["peak_mb"],
-                      "after_load_rss_mb": loaded["rss_mb"], "peak_rss_mb": peak["peak_mb"],
-                      "model_delta_mb": peak["peak_mb"] - baseline["rss_mb"],
-                      "kv_cache_bytes": getattr(getattr(result, "times", None), "kv_cache_bytes", None)}))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+    return {"baseline_rss_mb": baseline["rss_mb"], "baseline_peak_mb": baseline["peak_mb"],
+            "after_load_rss_mb": loaded["rss_mb"], "peak_rss_mb": peak["peak_mb"],
+            "model_delta_mb": peak["peak_mb"] - baseline["rss_mb"], "peak_reset": peak_reset,
+            "kv_cache_bytes": getattr(getattr(result, "times", None), "kv_cache_bytes", None)}

@@ -1,13 +1,10 @@
-"""Memory suite: each repeat in a fresh child process; peak RSS from the OS (VmHWM / ru_maxrss),
-absolute and as the model-attributable delta over the child's post-import baseline."""
+"""Memory suite: each repeat in a fresh child process (`harness.isolation`); peak RSS from the OS
+(VmHWM / ru_maxrss), absolute and as the model-attributable delta over the child's post-import
+baseline (`harness.suites._memprobe`)."""
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
-import sys
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -38,17 +35,33 @@ class Memory(SuiteKind):
                   target="max_peak_memory_mb"),)
     report_template: ClassVar[str] = "suites/memory.html.j2"
 
+    deferred: ClassVar[bool] = True
+
     def run(self, config: MemoryConfig, ctx: SuiteContext) -> dict[str, Any]:
+        """Every repeat now, one after the other, for direct callers (`harness run` measures in rounds)."""
+        from harness.isolation import run_isolated
+        from harness.results.rundir import measurement_files
+
+        target, payload = self.process_job(config, {"runtime": ctx.runtime_name, "artifact": str(ctx.artifact)})
         runs = []
-        for _ in range(config.repeats):
-            proc = subprocess.run(
-                [sys.executable, "-m", "harness.suites._memprobe", ctx.runtime_name, str(ctx.artifact),
-                 str(config.new_tokens)],
-                capture_output=True, text=True, timeout=config.timeout_s, env={**os.environ})
-            if proc.returncode != 0:
-                tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-                raise RuntimeBackendError(f"memory probe failed (exit {proc.returncode}): {tail[0]}")
-            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        for index in range(config.repeats):
+            outcome = run_isolated(target, payload, measurement_files(ctx.work_dir, "memory", config.name, index),
+                                   config.timeout_s)
+            if not outcome.ok:
+                raise RuntimeBackendError(f"memory probe {index} failed: {outcome.error}")
+            runs.append(outcome.result)
+        return self.merge(config, runs)
+
+    def rounds(self, config: MemoryConfig) -> int:
+        return config.repeats
+
+    def process_job(self, config: MemoryConfig, job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return "harness.suites._memprobe:probe", {"runtime": job["runtime"], "artifact": job["artifact"],
+                                                  "new_tokens": config.new_tokens}
+
+    def merge(self, config: MemoryConfig, processes: list[dict[str, Any]]) -> dict[str, Any]:
+        """Medians over the repeats, with their ranges (a change counts only when ranges do not overlap)."""
+        runs = [p for p in processes if not p.get("excluded")]
         peak = [r["peak_rss_mb"] for r in runs]
         delta = [r["model_delta_mb"] for r in runs]
         return {"peak_rss_mb": statistics.median(peak), "model_delta_mb": statistics.median(delta),

@@ -1,0 +1,154 @@
+"""The measurement rounds: after every variant is built, the deferred suites (latency, memory)
+measure each variant × runtime in fresh processes, one per round, the rounds interleaved across
+variants in a shuffled, seeded order — the way asv interleaves rounds and pyperf spreads work over
+worker processes — so drift of the machine (another job starting, thermal state) hits every
+variant alike and the paired ratio to the baseline, round by round, cancels it.
+
+A process whose numbers are far from the other processes of the same variant (`SuiteKind.outliers`)
+is excluded and measured again, within a budget of extra processes; every process, its round,
+its position in the round and whether it was excluded are kept in result.json.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.registries import SUITE_KINDS
+from harness.results import rundir
+from harness.run.worker import PENDING
+
+
+@dataclass
+class Job:
+    """One deferred suite of one variant on one runtime, and what its processes returned."""
+
+    variant: str
+    runtime: str
+    suite: dict[str, Any]
+    artifact: str
+    folder: Path
+    kind: Any
+    config: Any
+    processes: list[dict[str, Any]] = field(default_factory=list)
+    failure: str | None = None
+
+    @property
+    def rounds(self) -> int:
+        return self.kind.rounds(self.config)
+
+
+def pending_jobs(run: rundir.RunDir, plan: dict[str, Any], recipe_dir: Path | None) -> list[Job]:
+    """Every deferred suite still pending in the run's variant results."""
+    jobs = []
+    definitions = {s["name"]: s for s in [*plan["suites"], *plan.get("added_suites", [])]}
+    for name in plan["variants"]:
+        result = run.read_variant_result(name)
+        for runtime, measured in result.get("measurements", {}).items():
+            for suite, data in measured.get("suites", {}).items():
+                if data.get("status") == PENDING:
+                    kind_cls = SUITE_KINDS.get(data["kind"])
+                    jobs.append(Job(name, runtime, definitions[suite], result["artifact"], run.variant_dir(name),
+                                    kind_cls(), kind_cls.Config.model_validate(definitions[suite])))
+    return jobs
+
+
+def _measure(job: Job, index: int, recipe_dir: Path | None) -> dict[str, Any] | None:
+    """One fresh process of `job`; None (and the job's failure set) when it did not succeed."""
+    from harness.isolation import run_isolated
+
+    threads = int(os.environ.get("HARNESS_THREADS", "0")) or None
+    target, payload = job.kind.process_job(job.config, {"runtime": job.runtime, "artifact": job.artifact,
+                                                        "recipe_dir": str(recipe_dir) if recipe_dir else None,
+                                                        "threads": threads})
+    timeout = getattr(job.config, "process_timeout_s", None) or getattr(job.config, "timeout_s", 600)
+    files = rundir.measurement_files(job.folder, job.suite["kind"], job.suite["name"], index)
+    outcome = run_isolated(target, payload, files, timeout)
+    if not outcome.ok:
+        job.failure = f"suite '{job.suite['name']}': measurement process {index} failed: {outcome.error}"
+        return None
+    return outcome.result
+
+
+def _round(jobs: list[Job], round_index: int, seed: int, recipe_dir: Path | None,
+           tick: Callable[[str], None]) -> list[tuple[int, Job]]:
+    """One process for every job that has this round, in a shuffled order; returns the order."""
+    order = [j for j in jobs if round_index < j.rounds and j.failure is None]
+    random.Random(f"{seed}:{round_index}").shuffle(order)
+    for position, job in enumerate(order):
+        result = _measure(job, len(job.processes), recipe_dir)
+        if result is not None:
+            job.processes.append({**result, "round": round_index, "position": position})
+        tick(f"{job.variant}/{job.suite['name']} round {round_index + 1}")
+    return list(enumerate(order))
+
+
+def _flag(jobs: list[Job], budget: dict[int, int]) -> list[Job]:
+    """Mark each job's outlier processes excluded; the jobs to measure again (one entry per process),
+    within what is left of each job's budget."""
+    again = []
+    for job in jobs:
+        flagged = job.kind.outliers(job.config, job.processes) if job.failure is None else []
+        for i in flagged:
+            job.processes[i] = {**job.processes[i], "excluded": True,
+                                "outlier": "far from the other processes of this variant (robust z-score)"}
+        take = min(len(flagged), budget[id(job)])
+        again += [job] * take
+        budget[id(job)] -= take
+    return again
+
+
+def _partners(again: list[Job], jobs: list[Job], baseline: str | None) -> list[Job]:
+    """The baseline variant's job beside each re-measured one (same runtime and suite), once: measured
+    in the same extra round, the re-measured process still has a partner for its paired ratio."""
+    out: list[Job] = []
+    for job in again:
+        partner = next((j for j in jobs if j.variant == baseline and j.runtime == job.runtime
+                        and j.suite["name"] == job.suite["name"] and j.failure is None), None)
+        if partner is not None and partner not in again and partner not in out:
+            out.append(partner)
+    return out
+
+
+def _remeasure(jobs: list[Job], seed: int, recipe_dir: Path | None, tick: Callable[[str], None],
+               baseline: str | None = None) -> None:
+    """Exclude each job's outlier processes and measure that many again in extra shuffled rounds
+    (with the baseline variant beside them), within a budget of half its rounds (at least one)."""
+    budget = {id(j): max(1, j.rounds // 2) for j in jobs}
+    for attempt in range(max(budget.values(), default=0)):
+        again = _flag(jobs, budget)
+        if not again:
+            return
+        again += _partners(again, jobs, baseline)
+        random.Random(f"{seed}:again:{attempt}").shuffle(again)
+        for position, job in enumerate(again):
+            result = _measure(job, len(job.processes), recipe_dir)
+            if result is not None:
+                job.processes.append({**result, "round": f"again-{attempt + 1}", "position": position})
+            tick(f"{job.variant}/{job.suite['name']} re-measured")
+    _flag(jobs, {id(j): 0 for j in jobs})  # the last extra round's outliers are excluded too
+
+
+def measure_rounds(run: rundir.RunDir, plan: dict[str, Any], seed: int, recipe_dir: Path | None,
+                   tick: Callable[[str], None] = lambda label: None) -> int:
+    """Carry out every pending deferred suite; returns how many processes ran."""
+    jobs = pending_jobs(run, plan, recipe_dir)
+    for round_index in range(max((j.rounds for j in jobs), default=0)):
+        _round(jobs, round_index, seed, recipe_dir, tick)
+    _remeasure(jobs, seed, recipe_dir, tick, plan.get("baseline"))
+    for job in jobs:
+        if job.failure is not None or not any(not p.get("excluded") for p in job.processes):
+            data = {"status": "error", "kind": job.suite["kind"], "error": job.failure or "every process was excluded"}
+        else:
+            data = {"status": "ok", "kind": job.suite["kind"], **job.kind.merge(job.config, job.processes)}
+        run.update_suite_result(job.variant, job.runtime, job.suite["name"], data)
+    return sum(len(j.processes) for j in jobs)
+
+
+def planned_processes(run: rundir.RunDir, plan: dict[str, Any]) -> int:
+    """How many processes the rounds will start (for the progress display)."""
+    return sum(j.rounds for j in pending_jobs(run, plan, None))
