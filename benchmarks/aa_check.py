@@ -13,7 +13,7 @@ Writes benchmarks/results/aa_check.json.
 3. One run with a variant whose first latency process stalls (`fault` mode stall-once): the
    process is flagged, excluded and re-measured.
 
-    python benchmarks/aa_check.py [--tries 10]
+    python benchmarks/aa_check.py [--tries 10] [--reuse]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "aa-check.yaml"
 HARNESS = [sys.executable, "-m", "harness.cli"]
+OUT = ROOT / "benchmarks" / "results" / "aa_check.json"
 
 
 def harness(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -49,8 +50,10 @@ def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 
 
-def twins(variants: list[str]) -> list[tuple[str, str]]:
-    return [(v, f"{v}-twin") for v in variants if f"{v}-twin" in variants]
+def twins(variants: list[str], baseline: str) -> list[tuple[str, str]]:
+    """Each variant and its twin; the baseline's twin is `base-twin`."""
+    named = {v: "base-twin" if v == baseline else f"{v}-twin" for v in variants}
+    return [(v, t) for v, t in named.items() if t in variants]
 
 
 def within(run_dir: Path, policy: dict) -> list[dict]:
@@ -59,6 +62,7 @@ def within(run_dir: Path, policy: dict) -> list[dict]:
 
     from harness.report.html import objectives, points_of
     from harness.results.pareto import standings
+    from harness.results.stats import median_ci
     from harness.suites._latency_compare import _verdict
     from harness.suites._latency_measure import per_round_ratios
 
@@ -69,23 +73,37 @@ def within(run_dir: Path, policy: dict) -> list[dict]:
     lat = {n: r["measurements"]["torch-eager"]["suites"]["latency"] for n, r in results.items()}
     standing = standings(points_of(data["variants"], "torch-eager"), objectives())
     out = []
-    for original, twin in twins([v["name"] for v in data["variants"]]):
+    for original, twin in twins([v["name"] for v in data["variants"]], baseline):
         ratios_twin = per_round_ratios(lat[twin], lat[baseline], "ttft_ms")
-        if original == baseline:  # base-twin: its own ratio to base, round by round, must be ~1
+        if original == baseline:  # base-twin: its ratio to base, round by round, as the report shows it
+            low, high = median_ci(ratios_twin)  # the paired ratio's CI: a difference only if it excludes 1
             ratio = float(np.median(ratios_twin))
-            verdict = "regression" if ratio > policy["latency_ratio"] else \
-                "improvement" if ratio < 1 / policy["latency_ratio"] else "no significant change"
-            ratios_original = [1.0] * len(ratios_twin)
+            verdict = "regression" if ratio > policy["latency_ratio"] and low > 1 else \
+                "improvement" if ratio < 1 / policy["latency_ratio"] and high < 1 else "no significant change"
+            ratios_original, p = [1.0] * len(ratios_twin), None
         else:  # both twins' ratios to base, compared as `harness compare` compares runs
             ratios_original = per_round_ratios(lat[original], lat[baseline], "ttft_ms")
-            verdict, _ = _verdict(ratios_original, ratios_twin, policy)
+            verdict, p = _verdict(ratios_original, ratios_twin, policy)
         pair = (standing[original], standing[twin])
         dominated = twin in pair[0].dominated_by or original in pair[1].dominated_by \
             or twin in pair[0].weakly_dominated_by or original in pair[1].weakly_dominated_by
-        out.append({"run": run_dir.name, "original": original, "twin": twin, "ttft_verdict": verdict,
-                    "ratios_original": ratios_original, "ratios_twin": ratios_twin, "pareto_dominated": dominated,
-                    "false_regression": verdict != "no significant change" or dominated})
+        out.append({"run": run_dir.name, "original": original, "twin": twin, "ttft_verdict": verdict, "p": p,
+                    "ratios_original": ratios_original, "ratios_twin": ratios_twin, "pareto_dominated": dominated})
+    _corrected(out, policy)
     return out
+
+
+def _corrected(pairs: list[dict], policy: dict) -> None:
+    """The twin tests of one run corrected together, as `harness compare` corrects its tests."""
+    from scipy.stats import false_discovery_control
+
+    tested = [w for w in pairs if w["p"] is not None]
+    for w, q in zip(tested, false_discovery_control([w["p"] for w in tested], method="bh"), strict=True):
+        w["p_adjusted"] = float(q)
+        if w["ttft_verdict"] != "no significant change" and q >= policy["alpha"]:
+            w["ttft_verdict_uncorrected"], w["ttft_verdict"] = w["ttft_verdict"], "no significant change"
+    for w in pairs:
+        w["false_regression"] = w["ttft_verdict"] != "no significant change" or w["pareto_dominated"]
 
 
 def across(a: Path, b: Path, env: dict[str, str]) -> dict:
@@ -156,6 +174,7 @@ def outlier_demo(output: Path, env: dict[str, str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tries", type=int, default=10)
+    parser.add_argument("--reuse", action="store_true", help="recompute the twin checks on the recorded A/B runs")
     args = parser.parse_args()
     output = Path(tempfile.mkdtemp(prefix="aa-check-"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "FASTVLM_HARNESS_CACHE": str(output / "cache")}
@@ -163,25 +182,40 @@ def main() -> None:
 
     policy = RegressionPolicy().model_dump()
     began = time.perf_counter()
+    if args.reuse:  # recompute the twin checks on the recorded runs; the slow-down and outlier parts are kept
+        result = json.loads(OUT.read_text())
+        a, b = Path(result["runs"]["A"]), Path(result["runs"]["B"])
+        result.update(within=within(a, policy) + within(b, policy), across=across(a, b, env), targets=flips(a, b))
+        _totals(result)
+        OUT.write_text(json.dumps(result, indent=1))
+        _print(result, len(result["slowdown"]["tries"]))
+        return
     a, b = run(RECIPE, output, env), run(RECIPE, output, env)
     result = {"runs": {"A": str(a), "B": str(b)}, "within": within(a, policy) + within(b, policy),
               "across": across(a, b, env), "targets": flips(a, b)}
-    result["twin_comparisons"] = len(result["within"]) + result["across"]["comparisons"]
-    result["false_regressions"] = (sum(w["false_regression"] for w in result["within"])
-                                   + len(result["across"]["regressions"]))
+    _totals(result)
     result["slowdown"] = slowdown_tries(a, output, args.tries, env)
     result["outlier"] = outlier_demo(output, env)
     result["seconds"] = time.perf_counter() - began
     result["cpu_count"] = os.cpu_count()
-    out = ROOT / "benchmarks" / "results" / "aa_check.json"
-    out.write_text(json.dumps(result, indent=1))
+    OUT.write_text(json.dumps(result, indent=1))
+    _print(result, args.tries)
+
+
+def _totals(result: dict) -> None:
+    result["twin_comparisons"] = len(result["within"]) + result["across"]["comparisons"]
+    result["false_regressions"] = (sum(w["false_regression"] for w in result["within"])
+                                   + len(result["across"]["regressions"]))
+
+
+def _print(result: dict, tries: int) -> None:
     print(json.dumps({"twin_comparisons": result["twin_comparisons"], "false_regressions": result["false_regressions"],
                       "gate_regression_failures": len(result["across"]["gate_regression_failures"]),
                       "undecided_changes": len(result["across"]["undecided_changes"]),
                       "gate_errors": len(result["across"]["gate_errors"]),
                       "target_flips": len(result["targets"]["flips"]),
                       "undecided": len(result["targets"]["undecided"]),
-                      "slowdowns_detected": f"{result['slowdown']['detected']}/{args.tries}",
+                      "slowdowns_detected": f"{result['slowdown']['detected']}/{tries}",
                       "outlier_excluded": len(result["outlier"]["excluded"]), "seconds": round(result["seconds"])},
                      indent=1))
 

@@ -32,7 +32,7 @@ SUITES = {
         min_iterations: 5
         min_seconds: 0
         new_tokens: 2
-        processes: 5
+        processes: 8
         """,
     "mem-small": "name: mem-small\nkind: memory\nrepeats: 1\nnew_tokens: 4\n",
     "size": "name: size\nkind: size\n",

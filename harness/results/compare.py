@@ -34,6 +34,8 @@ class Change:
     change: str = ""
     p_value: float | None = None
     note: str = ""
+    #: `p_value` after the false-discovery correction over every test of the comparison.
+    p_adjusted: float | None = None
 
 
 @dataclass
@@ -180,4 +182,24 @@ def compare_runs(old_dir: Path, new_dir: Path, policy: dict[str, Any] | None = N
     for variant in old.plan["variants"]:
         if variant not in new.plan["variants"]:
             result.changes.append(Change(variant, "-", "all", NOT_COMPARABLE, note="missing from the new run"))
+    _correct(result.changes, policy["alpha"])
     return result
+
+
+def _correct(changes: list[Change], alpha: float) -> None:
+    """Benjamini-Hochberg over every tested change: a comparison runs dozens of tests (variants ×
+    metrics), and at alpha 0.01 each, identical runs would show about one regression in a hundred
+    tests by chance alone (seen in A/A runs). A regression or improvement stands only when its
+    adjusted p is below alpha; otherwise it is no significant change, and the note says why."""
+    from scipy.stats import false_discovery_control
+
+    tested = [c for c in changes if c.p_value is not None]
+    if not tested:
+        return
+    adjusted = false_discovery_control([min(1.0, max(c.p_value, 0.0)) for c in tested], method="bh")
+    for change, q in zip(tested, adjusted, strict=True):
+        change.p_adjusted = float(q)
+        if change.verdict in (REGRESSION, IMPROVEMENT) and q >= alpha:
+            change.note = (f"{change.verdict} at p={change.p_value:.2g}, but not after the false-discovery correction "
+                           f"over {len(tested)} tests (q={q:.2g} >= {alpha}); {change.note}")
+            change.verdict = SAME

@@ -59,19 +59,20 @@ def _tested(old: dict[str, Any], new: dict[str, Any], metric: str, policy: dict[
 
 def _settle(old: dict[str, Any], new: dict[str, Any], verdict: str, note: str, tested_a: list[float],
             tested_b: list[float], policy: dict[str, Any]) -> tuple[str, str]:
-    """What noise and too few replicates leave of a verdict. A change of regression size that the test
-    cannot call significant is *undecided* (the gate errors and says how to re-measure), never a pass.
-    A noisy run (its processes disagree) decides a change only where noise cannot turn it: every new
-    replicate beyond every old one."""
+    """What noise leaves of a verdict. A noisy run (its processes disagree beyond what healthy
+    processes do) decides a change only where noise cannot turn it — every new replicate beyond every
+    old one; a regression-sized change it cannot decide is *undecided* (the gate errors and says how
+    to re-measure), never a pass. In a healthy run a large change that is not significant stays no
+    significant change, with a note (identical A/A runs show such differences by chance)."""
     noisy = [f"{side} run noisy (between-process CV {data['noise']['between_process_cv']:.2f})"
              for side, data in (("old", old), ("new", new)) if (data.get("noise") or {}).get("noisy")]
     ratio = _median(tested_b) / _median(tested_a) if _median(tested_a) else float("inf")
     sized = ratio > policy["latency_ratio"] or ratio < 1 / policy["latency_ratio"]
     if not noisy:
-        if verdict == SAME and sized:
-            return UNDECIDED, (f"a change of x{ratio:.3f}, beyond the policy's x{policy['latency_ratio']}, that "
-                               f"{len(tested_a)}/{len(tested_b)} replicates cannot make significant at alpha "
-                               f"{policy['alpha']}: add rounds (the suite's `processes:`); {note}")
+        if verdict == SAME and sized:  # said, not gated: healthy processes of identical runs differ this much
+            return verdict, (f"x{ratio:.3f} is beyond the policy's x{policy['latency_ratio']} but not significant "
+                             f"on {len(tested_a)}/{len(tested_b)} replicates: more rounds (`processes:`) would tell; "
+                             f"{note}")
         return verdict, note
     separated = min(tested_b) > max(tested_a) or max(tested_b) < min(tested_a)
     if verdict != SAME and separated:

@@ -39,6 +39,8 @@ class LatencyConfig(SuiteConfig):
                                                 "variants in a shuffled order (process-level noise shows only "
                                                 "across processes)")
     process_timeout_s: float = Field(600, gt=0)
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads of each measuring process (unset: "
+                                                         "HARNESS_THREADS, else torch's choice); recorded per result")
 
 
 STAGES = ("preprocess_ms", "vision_ms", "prefill_ms", "ttft_ms", "decode_token_ms", "total_ms")
@@ -47,8 +49,9 @@ STAGES = ("preprocess_ms", "vision_ms", "prefill_ms", "ttft_ms", "decode_token_m
 OUTLIER_MADS = 5.0
 OUTLIER_FLOOR = 0.25
 #: Between-process CV of TTFT medians above this marks the measurement noisy (docs/measurement.md;
-#: calibrated on A/A runs by benchmarks/calibrate_noise.py).
-NOISY_CV = 0.15
+#: calibrated by benchmarks/calibrate_noise.py: healthy processes of the nano model on this 2-core
+#: machine spread up to CV 0.26 over 3 quickstart runs, median 0.18; validated on the A/A runs).
+NOISY_CV = 0.30
 
 
 def measure(runtime: Any, artifact: Any, config: LatencyConfig, recipe_dir: Any) -> tuple[Any, dict[str, Any]]:

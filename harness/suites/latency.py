@@ -54,7 +54,9 @@ class Latency(SuiteKind):
         return config.processes
 
     def process_job(self, config: LatencyConfig, job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        return "harness.suites._latency_measure:measure_child", {**job, "config": config.model_dump(mode="json")}
+        threads = config.threads or job.get("threads")  # the suite's own setting outranks HARNESS_THREADS
+        return "harness.suites._latency_measure:measure_child", {**job, "threads": threads,
+                                                                 "config": config.model_dump(mode="json")}
 
     def outliers(self, config: LatencyConfig, processes: list[dict[str, Any]]) -> list[int]:
         return outliers(processes)
