@@ -43,6 +43,8 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None
     seconds: float = 0.0
+    #: Where the worker ran when that is not this machine (an executor's node: host, node id).
+    where: dict[str, str] | None = None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -86,15 +88,17 @@ def _entry(target: str, payload: Any, log_path: str, result_path: str, environ: 
         os._exit(1)
 
 
-def run_isolated(target: str, payload: Any, files: WorkerFiles, timeout_s: float) -> Outcome:
+def run_isolated(target: str, payload: Any, files: WorkerFiles, timeout_s: float,
+                 environ: dict[str, str] | None = None) -> Outcome:
     """Call ``module:function(payload)`` in a fresh process; never raises for its failures.
 
-    `payload` must pickle (a frozen dataclass or plain data)."""
+    `payload` must pickle (a frozen dataclass or plain data); `environ` is added to this process's
+    environment for the child (e.g. its share of the cores)."""
     files.log.parent.mkdir(parents=True, exist_ok=True)
     result_path = files.result
     result_path.unlink(missing_ok=True)
     process = _context().Process(target=_entry, args=(target, payload, str(files.log), str(result_path),
-                                                      dict(os.environ)))
+                                                      {**os.environ, **(environ or {})}))
     start = time.perf_counter()
     process.start()
     process.join(timeout_s)

@@ -1,4 +1,4 @@
-"""The four registries. `harness ls` prints them; recipes and suites name their entries."""
+"""The registries. `harness ls` prints them; recipes and suites name their entries."""
 
 from __future__ import annotations
 
@@ -10,5 +10,6 @@ STEPS: Registry[Any] = Registry("step", "harness.steps")
 RUNTIMES: Registry[Any] = Registry("runtime", "harness.runtimes")
 METRICS: Registry[Any] = Registry("metric", "harness.metrics")
 SUITE_KINDS: Registry[Any] = Registry("suite kind", "harness.suites")
+EXECUTORS: Registry[Any] = Registry("executor", "harness.executors")
 
-ALL = {"steps": STEPS, "runtimes": RUNTIMES, "metrics": METRICS, "suite kinds": SUITE_KINDS}
+ALL = {"steps": STEPS, "runtimes": RUNTIMES, "metrics": METRICS, "suite kinds": SUITE_KINDS, "executors": EXECUTORS}

@@ -19,6 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "harness"
 LAYERS: list[tuple[str, ...]] = [
     ("cli",),
     ("run",),
+    ("executors",),
     ("report",),
     ("suites",),
     ("lmeval",),

@@ -38,7 +38,14 @@ def run(recipe: Path | None = typer.Argument(None, help="Recipe YAML to run."),
         as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
         data_dir: list[Path] = typer.Option([], "--data-dir", help="Folder with local dataset copies "
                                                                    "(<dir>/<hub id>/...), searched before the hub "
-                                                                   "cache; repeatable.")) -> None:
+                                                                   "cache; repeatable."),
+        executor: str = typer.Option("local", "--executor", help="Where variant workers run: local or ray "
+                                                                 "(latency and memory are always measured here, "
+                                                                 "alone, after every build)."),
+        jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Variant workers at once (builds and accuracy)."),
+        ray_address: str | None = typer.Option(None, "--ray-address", help="With --executor ray: an existing "
+                                                                            "cluster (host:port); default a local "
+                                                                            "Ray.")) -> None:
     from harness.errors import ConfigError
     from harness.run import runner
 
@@ -53,9 +60,11 @@ def run(recipe: Path | None = typer.Argument(None, help="Recipe YAML to run."),
         from harness.data.sources import use_data_dirs
 
         use_data_dirs(data_dir)
+    if ray_address and executor != "ray":
+        raise ConfigError("--ray-address goes with --executor ray")
     options = runner.RunOptions(output=output, progress=not no_progress, use_cache=not no_cache,
                                 variants=tuple(variant), limit=limit, overrides=tuple(overrides),
-                                retry_failed=retry_failed)
+                                retry_failed=retry_failed, executor=executor, jobs=jobs, ray_address=ray_address)
     if dry_run:
         _print_dry_run(recipe, options, as_json)
         return
@@ -111,13 +120,13 @@ def _joined(errors: list[Exception]) -> Exception:
     return ConfigProblems([line for exc in errors for line in str(exc).splitlines()])
 
 
-LS_CATEGORIES = ("steps", "runtimes", "metrics", "suite kinds", "suites", "recipes")
+LS_CATEGORIES = ("steps", "runtimes", "metrics", "suite kinds", "executors", "suites", "recipes")
 
 
 @app.command("ls")
 @user_errors
-def list_registered(kind: str | None = typer.Argument(None, help="steps, runtimes, metrics, suite-kinds, suites or "
-                                                                 "recipes"),
+def list_registered(kind: str | None = typer.Argument(None, help="steps, runtimes, metrics, suite-kinds, "
+                                                                 "executors, suites or recipes"),
                     as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List what is registered, one line each."""
     from harness.errors import ConfigError

@@ -38,6 +38,21 @@ class RunOptions:
     overrides: tuple[str, ...] = ()
     #: --resume --retry-failed: run failed variants again.
     retry_failed: bool = False
+    #: --executor: where the variant workers run (`local`, `ray`); the rounds always run here, alone.
+    executor: str = "local"
+    #: --jobs: variant workers at once.
+    jobs: int = 1
+    #: --ray-address: an existing Ray cluster.
+    ray_address: str | None = None
+
+    def make_executor(self) -> Any:
+        """The executor, checked (an unreachable cluster is one line before anything is written)."""
+        from harness.executors._base import ExecutorOptions
+        from harness.registries import EXECUTORS
+
+        executor = EXECUTORS.get(self.executor)(ExecutorOptions(jobs=self.jobs, address=self.ray_address))
+        executor.check()
+        return executor
 
 
 def output_of(recipe: Recipe, recipe_path: Path, output: Path | None) -> Path:
@@ -64,7 +79,8 @@ def prepare(recipe_path: Path, options: RunOptions) -> tuple[Recipe, dict[str, A
     plan = {"recipe": recipe.spec.name, "recipe_path": str(recipe_path.resolve()),
             "variants": [v.name for v in recipe.variants], "baseline": recipe.baseline, "suites": suites,
             rundir.FORMAT_KEY: rundir.RUN_FORMAT_VERSION, "added_suites": added, "limit": options.limit,
-            "overrides": list(options.overrides), "plan": plan_run(recipe, suites, added)}
+            "overrides": list(options.overrides), "plan": plan_run(recipe, suites, added),
+            "executor": {"executor": options.executor, "jobs": options.jobs, "address": options.ray_address}}
     return recipe, plan, output
 
 
@@ -118,25 +134,35 @@ def _build_reference(recipe: Recipe, progress: bool) -> None:
         ensure_nano(progress=progress)  # train once, visibly, before the workers need it
 
 
-def execute(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any, use_cache: bool) -> None:
-    """One isolated worker per variant without a result yet; each outcome recorded in result.json."""
-    from harness import isolation
+def execute(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any, use_cache: bool,
+            executor: Any = None) -> None:
+    """One isolated worker per variant without a result yet, through the executor (local processes
+    by default); each outcome recorded in result.json as it arrives."""
+    from harness.executors._base import Task
 
+    if executor is None:
+        executor = RunOptions().make_executor()
     definitions = [*plan["suites"], *plan.get("added_suites", [])]
     planned = {p["name"]: p for p in plan["plan"]}
+    variants = {v.name: v for v in recipe.variants}
     bar.stage("build + accuracy/size per variant", len(recipe.variants), "variants")
+    tasks = []
     for variant in recipe.variants:
         if run.has_result(variant.name):
             bar.advance(variant.name, "done earlier")
             continue
-        bar.start(f"building + measuring {variant.name}")
         folder = run.variant_dir(variant.name)
         job = variant_job(recipe, variant, planned[variant.name], definitions, folder, use_cache)
-        outcome = isolation.run_isolated(WORKER, job, rundir.worker_files(folder), recipe.spec.variant_timeout_s)
+        tasks.append(Task(variant.name, WORKER, job, rundir.worker_files(folder), recipe.spec.variant_timeout_s))
+    if tasks:
+        bar.start(f"building + measuring {', '.join(t.name for t in tasks[:executor.options.jobs])}")
+    for task, outcome in executor.run(tasks):
+        variant = variants[task.name]
         run.write_variant_result(variant.name, {
             "variant": variant.name, "steps": variant.steps_as_data(), "gate": variant.gate,
             "status": "ok" if outcome.ok else "failed", "seconds": outcome.seconds, **(outcome.result or {}),
-            "error": outcome.error, "traceback": outcome.traceback})
+            "error": outcome.error, "traceback": outcome.traceback,
+            **({"worker_node": outcome.where} if outcome.where else {})})
         bar.advance(variant.name, "ok" if outcome.ok else f"FAILED: {outcome.error}")
 
 
@@ -158,6 +184,7 @@ def run(recipe_path: Path | None = None, output: Path | None = None, resume: Pat
 
     options = options or RunOptions(output=output, progress=progress, use_cache=use_cache)
     began = time.perf_counter()
+    executor = options.make_executor()
     if resume is not None:
         folder, plan, recipe = reopen(resume, options)
     else:
@@ -167,7 +194,7 @@ def run(recipe_path: Path | None = None, output: Path | None = None, resume: Pat
     timings = {"prepare_s": time.perf_counter() - began}
     with RunProgress(enabled=options.progress) as bar:
         mark = time.perf_counter()
-        execute(folder, plan, recipe, bar, options.use_cache)
+        execute(folder, plan, recipe, bar, options.use_cache, executor)
         timings["workers_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
         measure(folder, plan, recipe, bar)
