@@ -48,7 +48,7 @@ def in_process_worker(monkeypatch):
     """Workers run in this process, so they see the kind this module registered (a spawned worker
     would find an installed plugin through the entry-point group instead)."""
     import harness.isolation
-    def in_process(target, job, files, timeout_s):
+    def in_process(target, job, files, timeout_s, environ=None):
         import importlib
 
         files.log.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 With more than one job each worker gets an equal share of the cores for torch's thread pool
 (`HARNESS_THREADS`, unless the user set it): two 2-thread workers on 2 cores would oversubscribe
-them. Threads here only wait on child processes; the work is in the processes."""
+them. Threads here only wait on child processes; the work is in the processes. `run_isolated` is
+looked up on its module at each call, so a test can run workers in-process."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+from harness import isolation
 from harness.executors._base import Executor, Task
-from harness.isolation import Outcome, run_isolated
+from harness.isolation import Outcome
 from harness.registries import EXECUTORS
 
 
@@ -30,10 +32,11 @@ class Local(Executor):
         environ = thread_share(self.options.jobs)
         if self.options.jobs <= 1:
             for task in tasks:
-                yield task, run_isolated(task.target, task.payload, task.files, task.timeout_s, environ)
+                yield task, isolation.run_isolated(task.target, task.payload, task.files, task.timeout_s, environ)
             return
         with ThreadPoolExecutor(max_workers=self.options.jobs) as pool:
-            futures = {pool.submit(run_isolated, t.target, t.payload, t.files, t.timeout_s, environ): t for t in tasks}
+            futures = {pool.submit(isolation.run_isolated, t.target, t.payload, t.files, t.timeout_s, environ): t
+                       for t in tasks}
             for future in as_completed(futures):
                 yield futures[future], future.result()
 
