@@ -161,7 +161,7 @@ def test_recipe_with_lm_eval_suite_end_to_end(tmp_path, nano_dir, monkeypatch):
     The worker runs in this process (spawning one costs ~20 s of imports; isolation is tested elsewhere)."""
     import harness.isolation
     from harness.run.runner import run
-    def in_process(target, job, files, timeout_s):
+    def in_process(target, job, files, timeout_s, environ=None):
         import importlib
 
         files.log.parent.mkdir(parents=True, exist_ok=True)

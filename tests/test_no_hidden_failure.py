@@ -200,7 +200,7 @@ def test_a_run_that_measured_nothing_exits_1_and_the_gate_errors(tmp_path, nano_
     proc = harness("run", "r.yaml", "-o", "out", "--no-progress", cwd=tmp_path, limit_mb=8000, timeout=600)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout.count("not measured: variant") == 2 and "exit 1:" in proc.stdout
-    run_dir = next((tmp_path / "out").iterdir())
+    run_dir = next(p for p in (tmp_path / "out").iterdir() if p.is_dir())  # not history.sqlite
     assert (run_dir / "report.html").exists()
     gate = harness("gate", str(run_dir), "--json", cwd=tmp_path)
     assert gate.returncode == 3
@@ -219,7 +219,7 @@ def test_retry_failed_runs_failed_variants_again_and_keeps_their_old_result(tmp_
         """)
     first = harness("run", "r.yaml", "-o", "out", "--no-progress", cwd=tmp_path, limit_mb=8000, timeout=600)
     assert first.returncode == 1 and "not measured: variant crash failed" in first.stdout
-    run_dir = next((tmp_path / "out").iterdir())
+    run_dir = next(p for p in (tmp_path / "out").iterdir() if p.is_dir())  # not history.sqlite
     again = harness("run", "--resume", str(run_dir), "--retry-failed", "--no-progress", cwd=tmp_path,
                     limit_mb=8000, timeout=600)
     assert again.returncode == 1 and "base: done earlier" in again.stdout and "crash: FAILED" in again.stdout

@@ -225,7 +225,7 @@ def test_rerun_reuses_answers_and_no_cache_bypasses(tmp_path, nano_dir):
 
     out = CliRunner().invoke(app, ["run", str(recipe), "-o", str(tmp_path / "c"), "--no-progress", "--no-cache"])
     assert out.exit_code == 0, out.output
-    third_dir = next((tmp_path / "c").iterdir())
+    third_dir = next(p for p in (tmp_path / "c").iterdir() if p.is_dir())  # not history.sqlite
     _, third = suite_of(third_dir)
     assert third["cache"] == {"hits": 0, "misses": 24, "disabled": True}
     assert third["items"] == first["items"]

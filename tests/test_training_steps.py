@@ -186,7 +186,7 @@ def test_distill_recipe_on_nano_through_harness_run(tmp_path, nano_dir):
     recipe = make_recipe(tmp_path, DISTILL_VARIANTS, suites="[acc-small, size]", name="distill-it")
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(recipe), "-o", str(tmp_path / "runs"),
                            "--no-progress"], capture_output=True, text=True, timeout=1800)
-    run_dir = next((tmp_path / "runs").iterdir())
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())  # not history.sqlite
     summary = json.loads((run_dir / "results.json").read_text())
     variants = {v["name"]: v for v in summary["variants"]}
     assert variants["pool-distill-hidden"]["status"] == "failed"
