@@ -154,9 +154,11 @@ def execute(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any, 
         folder = run.variant_dir(variant.name)
         job = variant_job(recipe, variant, planned[variant.name], definitions, folder, use_cache)
         tasks.append(Task(variant.name, WORKER, job, rundir.worker_files(folder), recipe.spec.variant_timeout_s))
-    if tasks:
-        bar.start(f"building + measuring {', '.join(t.name for t in tasks[:executor.options.jobs])}")
+    waiting = [t.name for t in tasks]
+    if waiting:
+        bar.start(f"building + measuring {', '.join(waiting[:executor.options.jobs])}")
     for task, outcome in executor.run(tasks):
+        waiting.remove(task.name)
         variant = variants[task.name]
         run.write_variant_result(variant.name, {
             "variant": variant.name, "steps": variant.steps_as_data(), "gate": variant.gate,
@@ -164,6 +166,8 @@ def execute(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any, 
             "error": outcome.error, "traceback": outcome.traceback,
             **({"worker_node": outcome.where} if outcome.where else {})})
         bar.advance(variant.name, "ok" if outcome.ok else f"FAILED: {outcome.error}")
+        if waiting:  # the label names what is (most likely) running now
+            bar.start(f"building + measuring {', '.join(waiting[:executor.options.jobs])}")
 
 
 def measure(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any) -> None:
