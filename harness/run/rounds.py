@@ -42,7 +42,7 @@ class Job:
         return self.kind.rounds(self.config)
 
 
-def pending_jobs(run: rundir.RunDir, plan: dict[str, Any], recipe_dir: Path | None) -> list[Job]:
+def pending_jobs(run: rundir.RunDir, plan: dict[str, Any]) -> list[Job]:
     """Every deferred suite still pending in the run's variant results."""
     jobs = []
     definitions = {s["name"]: s for s in [*plan["suites"], *plan.get("added_suites", [])]}
@@ -57,10 +57,12 @@ def pending_jobs(run: rundir.RunDir, plan: dict[str, Any], recipe_dir: Path | No
     return jobs
 
 
-def _measure(job: Job, index: int, recipe_dir: Path | None) -> dict[str, Any] | None:
-    """One fresh process of `job`; None (and the job's failure set) when it did not succeed."""
+def _measure(job: Job, round_label: int | str, position: int, recipe_dir: Path | None) -> None:
+    """One fresh process of `job`, kept with its round and position; on failure the job's failure
+    is set instead."""
     from harness.isolation import run_isolated
 
+    index = len(job.processes)
     threads = int(os.environ.get("HARNESS_THREADS", "0")) or None
     target, payload = job.kind.process_job(job.config, {"runtime": job.runtime, "artifact": job.artifact,
                                                         "recipe_dir": str(recipe_dir) if recipe_dir else None,
@@ -70,21 +72,18 @@ def _measure(job: Job, index: int, recipe_dir: Path | None) -> dict[str, Any] | 
     outcome = run_isolated(target, payload, files, timeout)
     if not outcome.ok:
         job.failure = f"suite '{job.suite['name']}': measurement process {index} failed: {outcome.error}"
-        return None
-    return outcome.result
+        return
+    job.processes.append({**outcome.result, "round": round_label, "position": position})
 
 
 def _round(jobs: list[Job], round_index: int, seed: int, recipe_dir: Path | None,
-           tick: Callable[[str], None]) -> list[tuple[int, Job]]:
-    """One process for every job that has this round, in a shuffled order; returns the order."""
+           tick: Callable[[str], None]) -> None:
+    """One process for every job that has this round, in a shuffled order."""
     order = [j for j in jobs if round_index < j.rounds and j.failure is None]
     random.Random(f"{seed}:{round_index}").shuffle(order)
     for position, job in enumerate(order):
-        result = _measure(job, len(job.processes), recipe_dir)
-        if result is not None:
-            job.processes.append({**result, "round": round_index, "position": position})
+        _measure(job, round_index, position, recipe_dir)
         tick(f"{job.variant}/{job.suite['name']} round {round_index + 1}")
-    return list(enumerate(order))
 
 
 def _flag(jobs: list[Job], budget: dict[int, int]) -> list[Job]:
@@ -126,17 +125,20 @@ def _remeasure(jobs: list[Job], seed: int, recipe_dir: Path | None, tick: Callab
         again += _partners(again, jobs, baseline)
         random.Random(f"{seed}:again:{attempt}").shuffle(again)
         for position, job in enumerate(again):
-            result = _measure(job, len(job.processes), recipe_dir)
-            if result is not None:
-                job.processes.append({**result, "round": f"again-{attempt + 1}", "position": position})
+            _measure(job, f"again-{attempt + 1}", position, recipe_dir)
             tick(f"{job.variant}/{job.suite['name']} re-measured")
     _flag(jobs, {id(j): 0 for j in jobs})  # the last extra round's outliers are excluded too
 
 
 def measure_rounds(run: rundir.RunDir, plan: dict[str, Any], seed: int, recipe_dir: Path | None,
-                   tick: Callable[[str], None] = lambda label: None) -> int:
-    """Carry out every pending deferred suite; returns how many processes ran."""
-    jobs = pending_jobs(run, plan, recipe_dir)
+                   tick: Callable[[str], None] = lambda label: None,
+                   begin: Callable[[int], None] = lambda planned: None) -> int:
+    """Carry out every pending deferred suite; `begin` hears how many processes the rounds will
+    start (when there are any). Returns how many processes ran."""
+    jobs = pending_jobs(run, plan)
+    planned = sum(j.rounds for j in jobs)
+    if planned:
+        begin(planned)
     for round_index in range(max((j.rounds for j in jobs), default=0)):
         _round(jobs, round_index, seed, recipe_dir, tick)
     _remeasure(jobs, seed, recipe_dir, tick, plan.get("baseline"))
@@ -147,8 +149,3 @@ def measure_rounds(run: rundir.RunDir, plan: dict[str, Any], seed: int, recipe_d
             data = {"status": "ok", "kind": job.suite["kind"], **job.kind.merge(job.config, job.processes)}
         run.update_suite_result(job.variant, job.runtime, job.suite["name"], data)
     return sum(len(j.processes) for j in jobs)
-
-
-def planned_processes(run: rundir.RunDir, plan: dict[str, Any]) -> int:
-    """How many processes the rounds will start (for the progress display)."""
-    return sum(j.rounds for j in pending_jobs(run, plan, None))

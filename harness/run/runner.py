@@ -172,13 +172,12 @@ def execute(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any, 
 
 def measure(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any) -> None:
     """The deferred suites (latency, memory) in interleaved rounds, once every variant is built."""
-    from harness.run.rounds import measure_rounds, planned_processes
+    from harness.run.rounds import measure_rounds
 
-    total = planned_processes(run, plan)
-    if total:
-        bar.stage("measurement rounds (fresh processes, interleaved)", total, "processes")
-        measure_rounds(run, plan, recipe.spec.seed, recipe.path.parent if recipe.path else None,
-                       tick=lambda label: (bar.start(label), bar.advance(label)))
+    measure_rounds(run, plan, recipe.spec.seed, recipe.path.parent if recipe.path else None,
+                   tick=lambda label: (bar.start(label), bar.advance(label)),
+                   begin=lambda planned: bar.stage("measurement rounds (fresh processes, interleaved)", planned,
+                                                   "processes"))
 
 
 def run(recipe_path: Path | None = None, output: Path | None = None, resume: Path | None = None,
