@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "harness"
 #: Highest first. A module may import modules of its own layer and of every layer after it.
 LAYERS: list[tuple[str, ...]] = [
     ("cli",),
+    ("search",),
     ("run",),
     ("executors",),
     ("report",),
@@ -41,7 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
 OWNED_NAMES: dict[str, tuple[str, ...]] = {
     "harness.results.rundir": ("run.json", "recipe.yaml", "recipe.resolved.json", "environment.json", "result.json",
                                "results.json", "report.html", "gate.junit.xml", "worker.log", "worker_result.json",
-                               "timings.json", "history.sqlite"),
+                               "timings.json", "history.sqlite", "search.journal", "search.json"),
     "harness.build.artifact": ("harness_variant.json",),
     "harness.exporting": ("export.json",),
 }

@@ -66,3 +66,25 @@ def report_run(run_dir: Path) -> int:
                    f"{' (' + ', '.join(f'{c.variant}/{c.target}' for c in misses[:6]) + ')' if misses else ''} — "
                    f"`harness gate {run_dir}` for CI")
     return code
+
+
+def report_search(run_dir: Path) -> None:
+    """The search's lines before the run's table: trials by state, the frontier and what is gated."""
+    from collections import Counter
+
+    from harness.results.rundir import RunDir
+
+    record = RunDir(run_dir).read_search()
+    if record is None:
+        return
+    states = Counter(t["state"] for t in record["trials"])
+    feasible = sum(1 for t in record["trials"] if t["feasible"])
+    typer.echo(f"search: {len(record['trials'])} trials ({', '.join(f'{n} {s.lower()}' for s, n in states.items())}); "
+               f"{feasible} meet every target" + (f"; {record['stopped']}" if record.get("stopped") else ""))
+    if record["frontier"]:
+        typer.echo(f"frontier (gated): {', '.join(record['frontier'])}")
+    elif record["gated"]:
+        typer.echo("no trial meets every target: every completed trial is gated, so `harness gate` fails and "
+                   "names what each missed")
+    else:
+        typer.echo("no trial completed: nothing is gated, so `harness gate` fails")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from harness.cli import options
 from harness.cli.app import app, user_errors
 
 RUN_HELP = """Build every variant of RECIPE, measure it, write the report and print its path.
@@ -20,55 +21,39 @@ anything ran. `harness gate RUN_DIR` turns the targets into a CI decision."""
 @app.command(help=RUN_HELP)
 @user_errors
 def run(recipe: Path | None = typer.Argument(None, help="Recipe YAML to run."),
-        output: Path | None = typer.Option(None, "--output", "-o",
-                                           help="Directory for runs (default: recipe's output)."),
+        output: Path | None = options.OUTPUT,
         resume: Path | None = typer.Option(None, "--resume", help="Finish an interrupted run directory."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="With --resume: run failed variants again."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (variants × runtimes × suites, cache "
                                                               "hits, ETA) after the preflight; run nothing."),
         variant: list[str] = typer.Option([], "--variant", help="Run only this variant (repeatable; the baseline "
                                                                 "is added)."),
-        limit: int | None = typer.Option(None, "--limit", min=1, help="At most N items per accuracy suite (marked in "
-                                                                      "results: never a full run's equal)."),
-        overrides: list[str] = typer.Option([], "--set", help="Override a recipe field: dotted.key=value "
-                                                              "(repeatable), validated like the file."),
-        no_progress: bool = typer.Option(False, "--no-progress", help="Plain output, no progress bar."),
-        no_cache: bool = typer.Option(False, "--no-cache", help="Bypass the response cache (neither read nor "
-                                                                "write answers)."),
+        limit: int | None = options.LIMIT,
+        overrides: list[str] = options.OVERRIDES,
+        no_progress: bool = options.NO_PROGRESS,
+        no_cache: bool = options.NO_CACHE,
         as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
-        data_dir: list[Path] = typer.Option([], "--data-dir", help="Folder with local dataset copies "
-                                                                   "(<dir>/<hub id>/...), searched before the hub "
-                                                                   "cache; repeatable."),
-        executor: str = typer.Option("local", "--executor", help="Where variant workers run: local or ray "
-                                                                 "(latency and memory are always measured here, "
-                                                                 "alone, after every build)."),
-        jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Variant workers at once (builds and accuracy)."),
-        ray_address: str | None = typer.Option(None, "--ray-address", help="With --executor ray: an existing "
-                                                                            "cluster (host:port); default a local "
-                                                                            "Ray.")) -> None:
+        data_dir: list[Path] = options.DATA_DIR,
+        executor: str = options.EXECUTOR,
+        jobs: int = options.JOBS,
+        ray_address: str | None = options.RAY_ADDRESS) -> None:
     from harness.errors import ConfigError
     from harness.run import runner
 
-    if (recipe is None) == (resume is None):
-        raise ConfigError("give a recipe file, or --resume RUN_DIR (not both)")
+    options.check_common(recipe, resume, data_dir, executor, ray_address)
     if resume is not None and (variant or limit or overrides or dry_run):
         raise ConfigError("--resume finishes a run as it was planned; --variant, --limit, --set and --dry-run "
                           "apply to a new run")
     if retry_failed and resume is None:
         raise ConfigError("--retry-failed goes with --resume RUN_DIR")
-    if data_dir:  # the spawned variant workers inherit it (harness.data.sources.data_dirs)
-        from harness.data.sources import use_data_dirs
-
-        use_data_dirs(data_dir)
-    if ray_address and executor != "ray":
-        raise ConfigError("--ray-address goes with --executor ray")
-    options = runner.RunOptions(output=output, progress=not no_progress, use_cache=not no_cache,
-                                variants=tuple(variant), limit=limit, overrides=tuple(overrides),
-                                retry_failed=retry_failed, executor=executor, jobs=jobs, ray_address=ray_address)
+    run_options = runner.RunOptions(output=output, progress=not no_progress, use_cache=not no_cache,
+                                    variants=tuple(variant), limit=limit, overrides=tuple(overrides),
+                                    retry_failed=retry_failed, executor=executor, jobs=jobs,
+                                    ray_address=ray_address)
     if dry_run:
-        _print_dry_run(recipe, options, as_json)
+        _print_dry_run(recipe, run_options, as_json)
         return
-    run_dir = runner.run(recipe, resume=resume, options=options)
+    run_dir = runner.run(recipe, resume=resume, options=run_options)
     from harness.cli.run_summary import report_run
 
     raise typer.Exit(report_run(run_dir))

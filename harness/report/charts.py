@@ -391,3 +391,60 @@ def training(variant: str, record: dict[str, Any]) -> str:
                       yaxis2={"title": "val exact match", "overlaying": "y", "side": "right", "range": [0, 1.02]},
                       legend={"orientation": "h", "y": -0.25}, width=WIDTH, height=HEIGHT, margin=MARGIN)
     return _html(fig)
+
+
+STATE_COLOURS = {"feasible": "#2a9d3c", "infeasible": "#e08a1e", "PRUNED": "#999999", "FAIL": "#c0392b"}
+
+
+def _trial_class(trial: dict[str, Any]) -> str:
+    if trial["state"] == "COMPLETE":
+        return "feasible" if trial["feasible"] else "infeasible"
+    return trial["state"] if trial["state"] in STATE_COLOURS else "FAIL"
+
+
+def search_history(record: dict[str, Any], titles: dict[str, str]) -> str:
+    """One panel per objective: each completed trial's value by trial number (feasible or not), the
+    running best among feasible trials as a line; stopped and failed trials as ticks at the foot."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    objectives = record["objectives"]
+    fig = make_subplots(rows=1, cols=len(objectives), subplot_titles=[titles.get(o, o) for o in objectives])
+    trials = record["trials"]
+    for col, objective in enumerate(objectives, start=1):
+        higher = record["higher_is_better"][objective]
+        for cls, colour in STATE_COLOURS.items():
+            mine = [t for t in trials if _trial_class(t) == cls and t["values"]]
+            if mine:
+                fig.add_trace(go.Scatter(x=[t["number"] for t in mine], y=[t["values"][objective] for t in mine],
+                                         mode="markers", marker={"color": colour, "size": 8}, name=cls,
+                                         text=[t["variant"] for t in mine], legendgroup=cls, showlegend=col == 1),
+                              row=1, col=col)
+        best, line = None, []
+        for t in sorted((t for t in trials if t["feasible"] and t["values"]), key=lambda t: t["number"]):
+            value = t["values"][objective]
+            best = value if best is None else (max(best, value) if higher else min(best, value))
+            line.append((t["number"], best))
+        if line:
+            fig.add_trace(go.Scatter(x=[n for n, _ in line], y=[b for _, b in line], mode="lines",
+                                     line={"color": "#2a9d3c", "shape": "hv"}, name="best feasible",
+                                     legendgroup="best", showlegend=col == 1), row=1, col=col)
+        fig.update_xaxes(title="trial", row=1, col=col)
+    fig.update_layout(width=max(2, len(objectives)) * WIDTH, height=HEIGHT, margin=MARGIN, font={"size": FONT_PX},
+                      title="trial history", legend={"orientation": "h", "y": -0.25})
+    return _html(fig)
+
+
+def importances(record: dict[str, Any], titles: dict[str, str]) -> str | None:
+    """Optuna's parameter importances, one bar group per objective."""
+    import plotly.graph_objects as go
+
+    found = record.get("importances") or {}
+    if not any(found.values()):
+        return None
+    fig = go.Figure()
+    for objective, values in found.items():
+        fig.add_trace(go.Bar(name=titles.get(objective, objective), x=list(values), y=list(values.values())))
+    fig.update_layout(barmode="group", title="parameter importance (fANOVA, Optuna)", yaxis_title="share",
+                      width=2 * WIDTH, height=HEIGHT, margin=MARGIN, font={"size": FONT_PX})
+    return _html(fig)

@@ -160,6 +160,10 @@ def render_report(run: RunDir, plan: dict[str, Any], summary: dict[str, Any],
     trend_charts, history_note = _history(run, summary["recipe"])
     # training happens once per variant, whatever runtimes measure it: one chart per training step
     training_charts = [charts.training(v["name"], record) for v in variants for record in v.get("training", [])]
+    search = run.read_search()
+    titles = {o.name: o.title for o in objectives()}
+    search_charts = {"history": charts.search_history(search, titles),
+                     "importances": charts.importances(search, titles)} if search else {}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([TEMPLATES, *_plugin_template_dirs()]),
                              autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["num"] = lambda x, d=2: "–" if x is None else f"{x:.{d}f}"
@@ -174,7 +178,8 @@ def render_report(run: RunDir, plan: dict[str, Any], summary: dict[str, Any],
         training_charts=training_charts, overview_templates=_overview_templates(plan), decision=decision,
         banners=banners(summary), description=spec.get("description") or "",
         target_labels={name: target_label(name, limit) for name, limit in summary["targets"].items()},
-        suites=plan.get("suites", []), run_sections=_kind_sections(summary, results, plan, None))
+        suites=plan.get("suites", []), run_sections=_kind_sections(summary, results, plan, None),
+        search=search, search_charts=search_charts, objective_titles=titles)
     run.report_file.write_text(html, encoding="utf-8")
     return run.report_file
 

@@ -46,7 +46,12 @@ def load_summary(run_dir: Path) -> dict[str, Any]:
 
 
 def checks(summary: dict[str, Any]) -> list[Check]:
+    """Every gated variant's checks; a run that gates no variant fails (a gate that checked nothing
+    must not pass: e.g. a search whose every trial was stopped early)."""
     out: list[Check] = []
+    if not any(v.get("gate", True) for v in summary["variants"]):
+        out.append(Check("-", "-", "gated", False, "no variant is gated (every variant has gate: false, or a "
+                                                    "search completed no trial): nothing was checked"))
     for variant in summary["variants"]:
         if not variant.get("gate", True):
             continue

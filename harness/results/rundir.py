@@ -45,6 +45,9 @@ JUNIT = "gate.junit.xml"
 WORKER_LOG = "worker.log"
 WORKER_RESULT = "worker_result.json"
 HISTORY = "history.sqlite"
+SEARCH_STORAGE = "search.journal"  # Optuna's journal of a `harness search` (its trials, resumable)
+SEARCH = "search.json"  # the search's trials, frontier and importances, as the report reads them
+LITE = "lite"  # a search trial's lite-subset worker folder, inside its variant folder
 HISTORY_ENV = "HARNESS_HISTORY_DB"
 
 
@@ -104,6 +107,16 @@ class RunDir:
     def variant_dir(self, name: str) -> Path:
         return self.path / VARIANTS / name
 
+    def lite_dir(self, name: str) -> Path:
+        return self.variant_dir(name) / LITE
+
+    @property
+    def search_storage(self) -> Path:
+        return self.path / SEARCH_STORAGE
+
+    def is_search(self) -> bool:
+        return self.search_storage.exists()
+
     # --- reading --------------------------------------------------------------------------
     def read_plan(self) -> dict[str, Any]:
         try:
@@ -140,6 +153,11 @@ class RunDir:
 
     def read_variant_results(self, names: list[str]) -> dict[str, dict[str, Any]]:
         return {name: self.read_variant_result(name) for name in names}
+
+    def read_search(self) -> dict[str, Any] | None:
+        """The search record (`harness search` runs), None for a plain run."""
+        path = self.path / SEARCH
+        return json.loads(path.read_text()) if path.exists() else None
 
     def read_summary(self) -> dict[str, Any]:
         if not self.summary_file.exists():
@@ -185,6 +203,9 @@ class RunDir:
         target = folder / FAILED_RESULT.format(n=index)
         (folder / VARIANT_RESULT).replace(target)
         return target
+
+    def write_search(self, record: dict[str, Any]) -> None:
+        _write_json(self.path / SEARCH, record, indent=1)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         self.summary_file.write_text(json.dumps(summary, indent=1, default=str))

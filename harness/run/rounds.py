@@ -77,12 +77,12 @@ def _measure(job: Job, round_label: int | str, position: int, recipe_dir: Path |
 
 
 def _round(jobs: list[Job], round_index: int, seed: int, recipe_dir: Path | None,
-           tick: Callable[[str], None]) -> None:
+           tick: Callable[[str], None], prefix: str = "") -> None:
     """One process for every job that has this round, in a shuffled order."""
     order = [j for j in jobs if round_index < j.rounds and j.failure is None]
-    random.Random(f"{seed}:{round_index}").shuffle(order)
+    random.Random(f"{seed}:{prefix}{round_index}").shuffle(order)
     for position, job in enumerate(order):
-        _measure(job, round_index, position, recipe_dir)
+        _measure(job, f"{prefix}{round_index}" if prefix else round_index, position, recipe_dir)
         tick(f"{job.variant}/{job.suite['name']} round {round_index + 1}")
 
 
@@ -114,7 +114,7 @@ def _partners(again: list[Job], jobs: list[Job], baseline: str | None) -> list[J
 
 
 def _remeasure(jobs: list[Job], seed: int, recipe_dir: Path | None, tick: Callable[[str], None],
-               baseline: str | None = None) -> None:
+               baseline: str | None = None, prefix: str = "") -> None:
     """Exclude each job's outlier processes and measure that many again in extra shuffled rounds
     (with the baseline variant beside them), within a budget of half its rounds (at least one)."""
     budget = {id(j): max(1, j.rounds // 2) for j in jobs}
@@ -123,25 +123,27 @@ def _remeasure(jobs: list[Job], seed: int, recipe_dir: Path | None, tick: Callab
         if not again:
             return
         again += _partners(again, jobs, baseline)
-        random.Random(f"{seed}:again:{attempt}").shuffle(again)
+        random.Random(f"{seed}:{prefix}again:{attempt}").shuffle(again)
         for position, job in enumerate(again):
-            _measure(job, f"again-{attempt + 1}", position, recipe_dir)
+            _measure(job, f"{prefix}again-{attempt + 1}", position, recipe_dir)
             tick(f"{job.variant}/{job.suite['name']} re-measured")
     _flag(jobs, {id(j): 0 for j in jobs})  # the last extra round's outliers are excluded too
 
 
 def measure_rounds(run: rundir.RunDir, plan: dict[str, Any], seed: int, recipe_dir: Path | None,
                    tick: Callable[[str], None] = lambda label: None,
-                   begin: Callable[[int], None] = lambda planned: None) -> int:
+                   begin: Callable[[int], None] = lambda planned: None, prefix: str = "") -> int:
     """Carry out every pending deferred suite; `begin` hears how many processes the rounds will
-    start (when there are any). Returns how many processes ran."""
+    start (when there are any). Returns how many processes ran. `prefix` labels the rounds of a
+    later batch (a search's trials: "t4-0", ...), so a round is never paired with another batch's
+    round of the same number (they ran minutes apart, so their ratio would not cancel drift)."""
     jobs = pending_jobs(run, plan)
     planned = sum(j.rounds for j in jobs)
     if planned:
         begin(planned)
     for round_index in range(max((j.rounds for j in jobs), default=0)):
-        _round(jobs, round_index, seed, recipe_dir, tick)
-    _remeasure(jobs, seed, recipe_dir, tick, plan.get("baseline"))
+        _round(jobs, round_index, seed, recipe_dir, tick, prefix)
+    _remeasure(jobs, seed, recipe_dir, tick, plan.get("baseline"), prefix)
     for job in jobs:
         if job.failure is not None or not any(not p.get("excluded") for p in job.processes):
             data = {"status": "error", "kind": job.suite["kind"], "error": job.failure or "every process was excluded"}

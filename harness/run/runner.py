@@ -71,7 +71,7 @@ def prepare(recipe_path: Path, options: RunOptions) -> tuple[Recipe, dict[str, A
 
     recipe_path = find_recipe(recipe_path)
     recipe = select_variants(load_recipe(recipe_path, list(options.overrides)), options.variants)
-    _use_data_dirs(recipe)
+    use_data_dirs(recipe)
     suites = limit_suites(resolve_suites(recipe), options.limit)
     added = added_suites(recipe, suites)
     output = output_of(recipe, recipe_path, options.output)
@@ -108,7 +108,7 @@ def reopen(path: Path, options: RunOptions) -> tuple[rundir.RunDir, dict[str, An
     recipe = load_recipe(run.recipe_copy(), plan.get("overrides") or []).model_copy(
         update={"path": Path(plan["recipe_path"])})
     recipe = select_variants(recipe, tuple(plan["variants"]))
-    _use_data_dirs(recipe)
+    use_data_dirs(recipe)
     if "plan" not in plan:
         plan = {**plan, "added_suites": added_suites(recipe, plan["suites"])}
         plan["plan"] = plan_run(recipe, plan["suites"], plan["added_suites"])
@@ -119,7 +119,7 @@ def reopen(path: Path, options: RunOptions) -> tuple[rundir.RunDir, dict[str, An
     return run, plan, recipe
 
 
-def _use_data_dirs(recipe: Recipe) -> None:
+def use_data_dirs(recipe: Recipe) -> None:
     """The recipe's data dirs, after --data-dir / FASTVLM_HARNESS_DATA; the spawned workers inherit them."""
     if recipe.spec.data_dirs:
         from harness.data.sources import append_data_dirs
@@ -127,7 +127,7 @@ def _use_data_dirs(recipe: Recipe) -> None:
         append_data_dirs(recipe.spec.data_dirs, recipe.path.parent if recipe.path else Path.cwd())
 
 
-def _build_reference(recipe: Recipe, progress: bool) -> None:
+def build_reference(recipe: Recipe, progress: bool) -> None:
     if recipe.spec.base.model == "nano":
         from harness.training.nano import ensure_nano
 
@@ -170,14 +170,14 @@ def execute(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any, 
             bar.start(f"building + measuring {', '.join(waiting[:executor.options.jobs])}")
 
 
-def measure(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any) -> None:
+def measure(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any, prefix: str = "") -> None:
     """The deferred suites (latency, memory) in interleaved rounds, once every variant is built."""
     from harness.run.rounds import measure_rounds
 
     measure_rounds(run, plan, recipe.spec.seed, recipe.path.parent if recipe.path else None,
                    tick=lambda label: (bar.start(label), bar.advance(label)),
                    begin=lambda planned: bar.stage("measurement rounds (fresh processes, interleaved)", planned,
-                                                   "processes"))
+                                                   "processes"), prefix=prefix)
 
 
 def run(recipe_path: Path | None = None, output: Path | None = None, resume: Path | None = None,
@@ -193,7 +193,7 @@ def run(recipe_path: Path | None = None, output: Path | None = None, resume: Pat
     else:
         assert recipe_path is not None
         folder, plan, recipe = start(recipe_path, options)
-    _build_reference(recipe, options.progress)
+    build_reference(recipe, options.progress)
     timings = {"prepare_s": time.perf_counter() - began}
     with RunProgress(enabled=options.progress) as bar:
         mark = time.perf_counter()

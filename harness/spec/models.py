@@ -14,12 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.errors import ConfigError
 from harness.registry import did_you_mean
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from harness.spec.base import NAME_PATTERN, Strict
+from harness.spec.search import SearchSpec
 
 
 class BaseModelSpec(Strict):
@@ -114,6 +110,8 @@ class RecipeSpec(Strict):
                                  "(after --data-dir; docs/suites.md)")
     variant_timeout_s: float = Field(1800, gt=0)
     seed: int = 0
+    search: SearchSpec | None = Field(None, description="what `harness search` explores (docs/search.md); "
+                                      "`harness run` ignores it")
     select: str = Field("ttft_ms", description="the objective the report's recommendation optimises among the "
                         "variants that meet every target: one of the suite kinds' objectives (ttft_ms, size_mb, "
                         "memory_mb, accuracy, decode_tps)")

@@ -75,13 +75,23 @@ def _check_references(data: dict[str, Any], path: Path | None, problems: Problem
                                                "remove the entry")
 
 
-def _check_select(spec: RecipeSpec, problems: Problems) -> None:
-    """`select:` names an objective some registered suite kind contributes."""
+def known_objectives() -> dict[str, bool]:
+    """Objective name → higher is better, over every registered suite kind."""
     from harness.registries import SUITE_KINDS
 
-    names = sorted({o.name for n in SUITE_KINDS.names() for o in SUITE_KINDS.get(n).objectives})
+    return {o.name: o.higher_is_better for n in SUITE_KINDS.names() for o in SUITE_KINDS.get(n).objectives}
+
+
+def _check_objectives(spec: RecipeSpec, problems: Problems) -> None:
+    """`select:` and the search's objectives name objectives some registered suite kind contributes."""
+    known = known_objectives()
+    names = sorted(known)
     if spec.select not in names:
         problems.add(("select",), f"unknown objective '{spec.select}'{did_you_mean(spec.select, names)}")
+    if spec.search is not None:
+        from harness.spec.search import check_search
+
+        check_search(spec.search, problems, known)
 
 
 def _check_variants(variants: list[ResolvedVariant], spec: RecipeSpec, problems: Problems) -> None:
@@ -121,7 +131,7 @@ def parse_recipe(data: Any, path: Path | None = None, lines: dict[Loc, int] | No
     resolved = (resolve_variant(variant, loc, list(spec.runtimes), problems) for variant, loc in expand(spec, problems))
     variants = [v for v in resolved if v is not None]
     _check_variants(variants, spec, problems)
-    _check_select(spec, problems)
+    _check_objectives(spec, problems)
     problems.raise_if_any()
     if not variants:
         variants = [ResolvedVariant(name="base", steps=[])]
