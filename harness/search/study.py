@@ -28,7 +28,13 @@ def sampler(spec: SearchSpec) -> Any:
         return optuna.samplers.NSGAIISampler(seed=spec.seed, **({"population_size": spec.population}
                                                                   if spec.population else {}))
     if spec.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, group=True)
+        import warnings
+
+        with warnings.catch_warnings():  # `group` (conditional spaces) is experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, group=True,
+                                              **({"n_startup_trials": spec.startup_trials}
+                                                 if spec.startup_trials else {}))
     return optuna.samplers.RandomSampler(seed=spec.seed)
 
 

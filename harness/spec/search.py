@@ -100,7 +100,11 @@ class SearchSpec(Strict):
     n_trials: int = Field(gt=0, description="trial budget (trials stopped early count)")
     timeout_s: float | None = Field(None, gt=0, description="stop asking for new trials after this long")
     seed: int = 0
-    population: int | None = Field(None, gt=1, description="NSGA-II population size (default: Optuna's)")
+    population: int | None = Field(None, gt=1, description="NSGA-II population size (default: Optuna's 50); a "
+                                   "generation needs that many *completed* trials — stopped or failed ones do not "
+                                   "count, so with early stopping NSGA-II samples at random for longer")
+    startup_trials: int | None = Field(None, gt=0, description="TPE: random trials before it models the space "
+                                       "(Optuna's default 10); TPE also learns from stopped and infeasible trials")
     early_stop: EarlyStop | None = None
     space: list[Slot] = Field(description="the step positions, in pipeline order")
 
