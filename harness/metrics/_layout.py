@@ -157,19 +157,20 @@ def _ccw(poly: Poly) -> Poly:
     return poly if polygon_area(poly) >= 0 else poly[::-1]
 
 
+def _side(a: tuple[float, float], b: tuple[float, float], p: tuple[float, float]) -> float:
+    """Positive when p lies left of the directed edge a→b (inside a counter-clockwise polygon)."""
+    return (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
+
+
 def clip_convex(subject: Poly, clip: Poly) -> Poly:
     """Sutherland–Hodgman: the part of `subject` inside the convex counter-clockwise `clip`."""
     out = subject
-    for (ax, ay), (bx, by) in zip(clip, clip[1:] + clip[:1]):
+    for a, b in zip(clip, clip[1:] + clip[:1]):
         if not out:
             break
         points, out = out, []
-
-        def side(p: tuple[float, float], ax: float = ax, ay: float = ay, bx: float = bx, by: float = by) -> float:
-            return (bx - ax) * (p[1] - ay) - (by - ay) * (p[0] - ax)
-
         for current, following in zip(points, points[1:] + points[:1]):
-            s_cur, s_next = side(current), side(following)
+            s_cur, s_next = _side(a, b, current), _side(a, b, following)
             if s_cur >= 0:
                 out.append(current)
             if (s_cur >= 0) != (s_next >= 0):

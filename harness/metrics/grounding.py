@@ -1,8 +1,9 @@
 """Referring-expression grounding (RefCOCO, RefCOCO+, RefCOCOg): the predicted box against the reference.
 
-Convention: RefCOCO-style "Acc@0.5" (Mao et al. 2016; Qwen-VL's and InternVL's ``evaluate_grounding``
-scripts count a prediction correct when IoU ≥ 0.5). Per item the score is 1 when the best IoU over
-the references is ≥ 0.5, so it is binary and Wilson CIs and McNemar apply. ``corpus`` adds
+Convention: RefCOCO "Acc@0.5" as the reference scripts compute it (InternVL
+``internvl_chat/eval/refcoco/evaluate_grounding.py``, Qwen-VL ``eval_mm/evaluate_grounding.py``: a
+prediction is correct when its IoU with the reference box is ≥ 0.5). Per item the score is 1 when
+the best IoU over the references is ≥ 0.5, so it is binary and Wilson CIs and McNemar apply. ``corpus`` adds
 ``mean_iou``, ``acc@0.5``, ``acc@0.75`` and ``unparseable``: predictions no parser could read score
 0 and are counted (with the reasons in ``notes``), never raised.
 
