@@ -81,6 +81,8 @@ def report_search(run_dir: Path) -> None:
     feasible = sum(1 for t in record["trials"] if t["feasible"])
     typer.echo(f"search: {len(record['trials'])} trials ({', '.join(f'{n} {s.lower()}' for s, n in states.items())}); "
                f"{feasible} meet every target" + (f"; {record['stopped']}" if record.get("stopped") else ""))
+    if record.get("early_stop") and record.get("early_stop_off"):
+        typer.echo(f"early stop was asked for but is off: {record['early_stop_off']}")
     if record["frontier"]:
         typer.echo(f"frontier (gated): {', '.join(record['frontier'])}")
     elif record["gated"]:

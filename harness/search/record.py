@@ -79,6 +79,7 @@ def close_search(search: Search) -> dict[str, Any]:
               "higher_is_better": higher, "budget": search.plan["search"].get("budget"),
               "space": search.plan["search"]["space"],
               "early_stop": search.spec.early_stop.model_dump() if search.spec.early_stop else None,
+              "early_stop_off": search.plan["search"].get("early_stop_off"),
               "stopped": search.plan["search"].get("stopped"), "trials": rows, "frontier": frontier,
               "gated": sorted(gated), "importances": importances, "importances_note": note}
     search.run.write_search(record)

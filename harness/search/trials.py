@@ -88,6 +88,10 @@ def stop_early(search: Search, batch: list[Asked]) -> list[Asked]:
     suite = lite.lite_suite(search.plan["suites"], rule.items, search.recipe.spec.seed) if rule else None
     base = _baseline_accuracy(search, suite["name"].removesuffix("-lite")) if suite else None
     if rule is None or suite is None or base is None or targets.min_retention is None:
+        if rule is not None:  # asked for, not possible: said in the record, never silently skipped
+            search.plan["search"]["early_stop_off"] = (
+                "no accuracy suite" if suite is None else "no min_retention target" if targets.min_retention is None
+                else "the baseline's accuracy was not measured")
         return batch
     from harness.executors._base import Task
 

@@ -98,7 +98,8 @@ class SearchSpec(Strict):
     objectives: list[str] = Field(default_factory=lambda: ["accuracy", "ttft_ms", "size_mb"],
                                   description="objectives of the suite kinds (directions are theirs)")
     n_trials: int = Field(gt=0, description="trial budget (trials stopped early count)")
-    timeout_s: float | None = Field(None, gt=0, description="stop asking for new trials after this long")
+    timeout_s: float | None = Field(None, gt=0, description="stop asking for new trials after this long "
+                                     "(seconds, from the start of this `harness search` call)")
     seed: int = 0
     population: int | None = Field(None, gt=1, description="NSGA-II population size (default: Optuna's 50); a "
                                    "generation needs that many *completed* trials — stopped or failed ones do not "
