@@ -57,15 +57,17 @@ def measure(run_dir: Path) -> dict:
     spec = json.loads((run_dir / "recipe.resolved.json").read_text())["spec"]["targets"]
     base = _baseline(run_dir)
     reference = np.array([1 - spec["min_retention"], spec["max_ttft_ms"] / base["ttft_ms"], 1.0])
-    feasible = [t for t in record["trials"] if t["feasible"]]
+    feasible = [t for t in record["trials"] if t["feasible"] and t.get("repeat_of") is None]
     points = np.array([[1 - t["values"]["accuracy"] / base["accuracy"], t["values"]["ttft_ms"] / base["ttft_ms"],
                         t["values"]["size_mb"] / base["size_mb"]] for t in feasible]).reshape(-1, 3)
     inside = points[(points < reference).all(axis=1)]
     volume = float(compute_hypervolume(inside, reference)) if len(inside) else 0.0
     states: dict[str, int] = {}
     for t in record["trials"]:
-        states[t["state"]] = states.get(t["state"], 0) + 1
+        state = "REPEAT" if t.get("repeat_of") is not None else t["state"]
+        states[state] = states.get(state, 0) + 1
     return {"run": run_dir.name, "sampler": record["sampler"], "seed": record["seed"], "trials": len(record["trials"]),
+            "stopped": record.get("stopped"),
             "states": states, "feasible": len(feasible), "hypervolume": volume, "reference_point": reference.tolist(),
             "baseline": base, "first_feasible_trial": min((t["number"] for t in feasible), default=None),
             "frontier": record["frontier"], "importances": record["importances"],

@@ -202,3 +202,15 @@ def test_a_directory_that_is_not_a_run(tmp_path, command):
 def test_resume_of_a_directory_that_is_not_a_run(tmp_path):
     result = CliRunner().invoke(app, ["run", "--resume", str(tmp_path)])
     assert result.exit_code == 2 and "is not a run directory" in result.output
+
+
+def test_resume_finds_the_recipes_own_suite_files(tmp_path, nano_dir):
+    """The recipe copy in the run folder is read as if it stood where the recipe did: a suite file in
+    the recipe's suites/ folder is found on --resume (it once was 'unknown suite')."""
+    recipe = make_recipe(tmp_path, "- {name: base}\n- {name: bf16, steps: [{kind: cast, dtype: bf16}]}\n",
+                         suites="[acc-small, size]")
+    run_dir = run(recipe, output=tmp_path / "out", progress=False)
+    result = run_dir / "variants" / "bf16" / "result.json"
+    result.unlink()
+    run(resume=run_dir, progress=False)
+    assert json.loads(result.read_text())["status"] == "ok"

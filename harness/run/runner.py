@@ -101,13 +101,25 @@ def start(recipe_path: Path, options: RunOptions) -> tuple[rundir.RunDir, dict[s
     return run, plan, recipe
 
 
+def recipe_of_run(run: rundir.RunDir, plan: dict[str, Any]) -> Recipe:
+    """The run's recipe copy with its overrides, read as if it stood where the recipe did when the
+    run began: its `suites/` folder, data dirs and relative paths resolve as they did then (the copy
+    sits in the run folder, next to none of them)."""
+    from harness.spec.recipe import apply_overrides, parse_recipe
+    from harness.spec.yamlio import load_yaml
+
+    data, lines = load_yaml(run.recipe_copy())
+    overridden = {}
+    if plan.get("overrides"):
+        data, overridden = apply_overrides(data, list(plan["overrides"]))
+    return parse_recipe(data, Path(plan["recipe_path"]), lines, overridden)
+
+
 def reopen(path: Path, options: RunOptions) -> tuple[rundir.RunDir, dict[str, Any], Recipe]:
     """An interrupted run folder; a run recorded before plans were stored gets its plan recomputed."""
     run = rundir.open_run(path)
     plan = run.read_plan()
-    recipe = load_recipe(run.recipe_copy(), plan.get("overrides") or []).model_copy(
-        update={"path": Path(plan["recipe_path"])})
-    recipe = select_variants(recipe, tuple(plan["variants"]))
+    recipe = select_variants(recipe_of_run(run, plan), tuple(plan["variants"]))
     use_data_dirs(recipe)
     if "plan" not in plan:
         plan = {**plan, "added_suites": added_suites(recipe, plan["suites"])}

@@ -68,7 +68,7 @@ def _changed(stored: dict[str, Any], spec: SearchSpec, where: Path) -> None:
 def reopen(path: Path, options: SearchOptions) -> tuple[rundir.RunDir, dict[str, Any], Recipe, SearchSpec]:
     """An interrupted search: its recipe copy and trial variants; the recipe file (when it is still
     there) may raise the budget, but a changed space, objectives, sampler or seed is refused."""
-    from harness.run.runner import use_data_dirs
+    from harness.run.runner import recipe_of_run, use_data_dirs
 
     run = rundir.open_run(path)
     if not run.is_search():
@@ -76,7 +76,7 @@ def reopen(path: Path, options: SearchOptions) -> tuple[rundir.RunDir, dict[str,
                           f"`harness run --resume {path}`")
     plan = run.read_plan()
     overrides = list(plan.get("overrides") or [])
-    recipe = load_recipe(run.recipe_copy(), overrides).model_copy(update={"path": Path(plan["recipe_path"])})
+    recipe = recipe_of_run(run, plan)
     spec = _search_of(recipe, run.recipe_copy())
     current = Path(plan["recipe_path"])
     if current.is_file():

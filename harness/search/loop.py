@@ -39,13 +39,23 @@ def recover_interrupted(search: Search) -> None:
     search.run.write_resolved_recipe(resolved)
 
 
+#: A sampler that keeps proposing measured points is stopped after this many repeats per budget trial.
+MAX_REPEATS_PER_TRIAL = 3
+
+
 def counted(search: Search) -> int:
-    """Trials that count against the budget: every finished one but the interrupted."""
+    """Trials that count against the budget: every finished one but the interrupted and the repeats
+    of a point measured before."""
     import optuna
 
     interrupted = set(search.plan["search"]["interrupted"])
     return sum(1 for t in search.study.get_trials(deepcopy=False)
-               if t.state != optuna.trial.TrialState.RUNNING and t.number not in interrupted)
+               if t.state != optuna.trial.TrialState.RUNNING and t.number not in interrupted
+               and "repeat_of" not in t.user_attrs)
+
+
+def _repeats(search: Search) -> int:
+    return sum(1 for t in search.study.get_trials(deepcopy=False) if "repeat_of" in t.user_attrs)
 
 
 def run_trials(search: Search, budget: int, began: float) -> None:
@@ -55,8 +65,11 @@ def run_trials(search: Search, budget: int, began: float) -> None:
     timeout = search.spec.timeout_s
     search.bar.stage(f"search: {budget} trials ({counted(search)} done earlier)", budget, "trials")
     while (left := budget - counted(search)) > 0:
-        if timeout is not None and time.perf_counter() - began > timeout:
-            search.plan["search"]["stopped"] = f"timeout: {timeout:g} s spent with {left} trial(s) of the budget left"
+        stopped = (f"timeout: {timeout:g} s spent" if timeout is not None and time.perf_counter() - began > timeout
+                   else "the sampler proposed only points measured before" if
+                   _repeats(search) >= MAX_REPEATS_PER_TRIAL * budget else None)
+        if stopped:
+            search.plan["search"]["stopped"] = f"{stopped}, with {left} trial(s) of the budget left"
             search.run.write_plan(search.plan)
             return
         batch: list[Any] = [a for a in (ask(search) for _ in range(min(left, search.executor.options.jobs))) if a]

@@ -28,7 +28,8 @@ def _trial_rows(search: Search) -> list[dict[str, Any]]:
                      "intervals": trial.user_attrs.get("intervals"), "constraints": constraints,
                      "feasible": trial.state.name == "COMPLETE" and feasible(constraints),
                      "targets": trial.user_attrs.get("targets"), "lite": trial.user_attrs.get("lite"),
-                     "reason": trial.user_attrs.get("reason"), "seconds": trial_seconds(trial)})
+                     "reason": trial.user_attrs.get("reason"), "repeat_of": trial.user_attrs.get("repeat_of"),
+                     "seconds": trial_seconds(trial)})
     return rows
 
 
@@ -39,7 +40,7 @@ def _frontier(search: Search, rows: list[dict[str, Any]]) -> list[str]:
 
     chosen = [o for o in objectives() if o.name in search.objectives]
     points = {r["variant"]: {o: Value.of(v, (r.get("intervals") or {}).get(o)) for o, v in r["values"].items()}
-              for r in rows if r["feasible"]}
+              for r in rows if r["feasible"] and r.get("repeat_of") is None}
     return [name for name, standing in standings(points, chosen).items() if standing.on_frontier]
 
 

@@ -48,11 +48,48 @@ def _fail(search: Search, trial: Any, reason: str) -> None:
     search.bar.advance(trial.user_attrs.get("variant", f"trial {trial.number}"), f"FAILED: {reason}")
 
 
+def _earlier(search: Search, steps: list[dict[str, Any]]) -> Any | None:
+    """The first finished trial (not interrupted, not itself a repeat) that had these steps."""
+    import optuna
+
+    interrupted = set(search.plan["search"]["interrupted"])
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    return next((t for t in search.study.get_trials(deepcopy=False, states=done)
+                 if t.user_attrs.get("steps") == steps and t.number not in interrupted
+                 and "repeat_of" not in t.user_attrs), None)
+
+
+def _repeat(search: Search, trial: Any, earlier: Any) -> None:
+    """A point measured before (TPE and NSGA-II do propose points again): Optuna is told what the
+    earlier trial found — values, constraints, state — and nothing is built or measured again.
+    Repeats do not count against the budget (`loop.counted`)."""
+    import optuna
+
+    for key in ("variant", "lite", "reason", "runtime", "targets", "intervals"):
+        if key in earlier.user_attrs:
+            trial.set_user_attr(key, earlier.user_attrs[key])
+    trial.set_user_attr("repeat_of", earlier.number)
+    for name, value in earlier.constraints.items():
+        trial.set_constraint(name, value)
+    if earlier.state == optuna.trial.TrialState.COMPLETE:
+        search.study.tell(trial, earlier.values)
+    else:
+        search.study.tell(trial, state=earlier.state)
+    search.bar.advance(earlier.user_attrs.get("variant", ""), f"trial {trial.number}: the point of trial "
+                       f"{earlier.number} again; its results reused")
+
+
 def ask(search: Search) -> Asked | None:
     """A new trial and its variant; a sampled combination that is no valid pipeline (e.g. a torch
-    step after an export) is told failed at once, with the recipe check's own words."""
+    step after an export) is told failed at once, with the recipe check's own words, and a point
+    measured before is answered from that trial."""
     trial = search.study.ask()
     steps = suggest_steps(trial, search.spec.space)
+    earlier = _earlier(search, steps)
+    if earlier is not None:
+        trial.set_user_attr("steps", steps)
+        _repeat(search, trial, earlier)
+        return None
     name = trial_name(trial.number, trial.params, search.spec.space)
     trial.set_user_attr("variant", name)
     trial.set_user_attr("steps", steps)
