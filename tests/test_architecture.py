@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("search",),
     ("run",),
     ("executors",),
+    ("devices",),
     ("report",),
     ("suites",),
     ("lmeval",),

@@ -44,7 +44,7 @@ def suggest_steps(trial: Any, space: list[Slot]) -> list[dict[str, Any]]:
         if kind == NONE:
             continue
         step: dict[str, Any] = {"kind": kind}
-        for field, value in slot.kinds[kind].items():
+        for field, value in (slot.kinds[kind] or {}).items():
             step[field] = suggest_param(trial, f"{slot.slot}.{kind}.{field}", Param.model_validate(value)) \
                 if is_param(value) else value
         steps.append(step)
@@ -69,7 +69,7 @@ def trial_name(number: int, params: dict[str, Any], space: list[Slot]) -> str:
         kind = params.get(slot.slot, next(iter(slot.kinds)))
         if kind == NONE:
             continue
-        sampled = [f"{field}{_short(params[f'{slot.slot}.{kind}.{field}'])}" for field in slot.kinds[kind]
+        sampled = [f"{field}{_short(params[f'{slot.slot}.{kind}.{field}'])}" for field in (slot.kinds[kind] or {})
                    if f"{slot.slot}.{kind}.{field}" in params]
         parts.append("_".join([kind, *sampled]))
     return "+".join(parts) if len(parts) > 1 else f"{parts[0]}+none"

@@ -89,7 +89,7 @@ def _check_objectives(spec: RecipeSpec, problems: Problems) -> None:
     if spec.select not in names:
         problems.add(("select",), f"unknown objective '{spec.select}'{did_you_mean(spec.select, names)}")
     if spec.search is not None:
-        from harness.spec.search import check_search
+        from harness.spec.search_check import check_search
 
         check_search(spec.search, problems, known)
 
