@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import statistics
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -183,17 +182,13 @@ def _memory(doc: Any, source: dict[str, Any]) -> dict[str, Any] | None:
     runs = [r for r in doc.runs if r.peak_memory_mb is not None]
     if not runs:
         return None
+    from harness.suites.memory import Memory, MemoryConfig
+
     repeats = [{"peak_rss_mb": r.peak_memory_mb, "baseline_rss_mb": r.baseline_memory_mb,
                 "model_delta_mb": r.peak_memory_mb - (r.baseline_memory_mb or 0.0)} for r in runs]
-    peak = [r["peak_rss_mb"] for r in repeats]
-    delta = [r["model_delta_mb"] for r in repeats]
-    baselines = [r["baseline_rss_mb"] for r in repeats if r["baseline_rss_mb"] is not None]
-    return {"status": "ok", "kind": "memory", "peak_rss_mb": statistics.median(peak),
-            "model_delta_mb": statistics.median(delta), "peak_rss_range_mb": [min(peak), max(peak)],
-            "model_delta_range_mb": [min(delta), max(delta)],
-            "baseline_rss_mb": statistics.median(baselines) if len(baselines) == len(repeats) else None,
-            "delta_is_absolute_peak": len(baselines) < len(repeats), "kv_cache_bytes": None,
-            "new_tokens": doc.new_tokens, "repeats": repeats, "imported": source}
+    merged = Memory().merge(MemoryConfig(name="device-memory", new_tokens=doc.new_tokens), repeats)
+    return {"status": "ok", "kind": "memory", **merged,
+            "delta_is_absolute_peak": any(r["baseline_rss_mb"] is None for r in repeats), "imported": source}
 
 
 def _app_note(doc: Any, label: str, source: dict[str, Any], memory: bool) -> str:

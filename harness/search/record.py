@@ -21,7 +21,7 @@ def _trial_rows(search: Search) -> list[dict[str, Any]]:
     interrupted = set(search.plan["search"]["interrupted"])
     rows = []
     for trial in search.study.get_trials(deepcopy=False):
-        constraints = dict(trial.constraints) if getattr(trial, "constraints", None) else {}
+        constraints = dict(trial.constraints)
         rows.append({"number": trial.number, "state": "INTERRUPTED" if trial.number in interrupted
                      else trial.state.name, "variant": trial.user_attrs.get("variant"), "params": trial.params,
                      "values": dict(zip(search.objectives, trial.values)) if trial.values else None,

@@ -60,13 +60,15 @@ class Memory(SuiteKind):
                                                   "new_tokens": config.new_tokens}
 
     def merge(self, config: MemoryConfig, processes: list[dict[str, Any]]) -> dict[str, Any]:
-        """Medians over the repeats, with their ranges (a change counts only when ranges do not overlap)."""
+        """Medians over the repeats, with their ranges (a change counts only when ranges do not overlap);
+        the baseline RSS only when every repeat knows it (an imported app measurement may not)."""
         runs = [p for p in processes if not p.get("excluded")]
         peak = [r["peak_rss_mb"] for r in runs]
         delta = [r["model_delta_mb"] for r in runs]
+        baselines = [r["baseline_rss_mb"] for r in runs if r.get("baseline_rss_mb") is not None]
         return {"peak_rss_mb": statistics.median(peak), "model_delta_mb": statistics.median(delta),
                 "peak_rss_range_mb": [min(peak), max(peak)], "model_delta_range_mb": [min(delta), max(delta)],
-                "baseline_rss_mb": statistics.median(r["baseline_rss_mb"] for r in runs),
+                "baseline_rss_mb": statistics.median(baselines) if len(baselines) == len(runs) else None,
                 "kv_cache_bytes": runs[-1].get("kv_cache_bytes"), "new_tokens": config.new_tokens,
                 "repeats": runs}
 
