@@ -246,3 +246,19 @@ def test_resuming_a_search_whose_space_changed_names_the_difference(tmp_path, na
     assert "the search changed since this run began: search.space.quant.weight-quant.bits was " \
            '{"choices": [4, 8]} and is now {"choices": [4]}' in out.output
     assert len(out.output.strip().splitlines()) == 1
+
+
+def test_a_trial_that_crashes_is_a_failed_variant_and_the_exit_code_says_so(tmp_path, nano_dir):
+    recipe = make_recipe(tmp_path, "- name: base\n  steps: []\n  gate: false\n", suites="[acc-small, size]",
+                         name="crashy", targets=TARGETS)
+    recipe.write_text(recipe.read_text() + "search:\n  sampler: random\n  objectives: [accuracy, size_mb]\n"
+                      "  n_trials: 2\n  early_stop: {items: 40}\n  space:\n    - slot: f\n      kinds:\n"
+                      "        none:\n        fault: {mode: abort}\n")
+    out = CliRunner().invoke(app, ["search", str(recipe), "-o", str(tmp_path / "out"), "--no-progress"])
+    assert out.exit_code == 1, out.output
+    run_dir = next(p for p in (tmp_path / "out").iterdir() if p.is_dir())
+    crashed = next(t for t in _record(run_dir)["trials"] if t["state"] == "FAIL")
+    assert crashed["reason"].startswith("lite subset:")
+    variants = {v["name"]: v for v in json.loads((run_dir / "results.json").read_text())["variants"]}
+    assert variants[crashed["variant"]]["status"] == "failed"
+    assert "not measured:" in out.output and crashed["variant"] in out.output

@@ -172,14 +172,19 @@ def execute(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any, 
     for task, outcome in executor.run(tasks):
         waiting.remove(task.name)
         variant = variants[task.name]
-        run.write_variant_result(variant.name, {
-            "variant": variant.name, "steps": variant.steps_as_data(), "gate": variant.gate,
-            "status": "ok" if outcome.ok else "failed", "seconds": outcome.seconds, **(outcome.result or {}),
-            "error": outcome.error, "traceback": outcome.traceback,
-            **({"worker_node": outcome.where} if outcome.where else {})})
+        write_outcome(run, variant, outcome)
         bar.advance(variant.name, "ok" if outcome.ok else f"FAILED: {outcome.error}")
         if waiting:  # the label names what is (most likely) running now
             bar.start(f"building + measuring {', '.join(waiting[:executor.options.jobs])}")
+
+
+def write_outcome(run: rundir.RunDir, variant: Any, outcome: Any) -> None:
+    """A variant worker's outcome as the variant's result.json (failed with its error, or its result)."""
+    run.write_variant_result(variant.name, {
+        "variant": variant.name, "steps": variant.steps_as_data(), "gate": variant.gate,
+        "status": "ok" if outcome.ok else "failed", "seconds": outcome.seconds, **(outcome.result or {}),
+        "error": outcome.error, "traceback": outcome.traceback,
+        **({"worker_node": outcome.where} if outcome.where else {})})
 
 
 def measure(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any, prefix: str = "") -> None:

@@ -143,11 +143,12 @@ def stop_early(search: Search, batch: list[Asked]) -> list[Asked]:
         tasks.append(Task(asked.variant.name, WORKER, job, rundir.worker_files(folder),
                           search.recipe.spec.variant_timeout_s))
     search.bar.start(f"lite subset ({rule.items} items) of {', '.join(by_name)}")
-    going = []
+    going, crashed = [], []
     for task, outcome in search.executor.run(tasks):
         asked = by_name[task.name]
         if not outcome.ok:
             _fail(search, asked.trial, f"lite subset: {outcome.error}")
+            crashed.append((asked, outcome))
             continue
         found = lite.accuracy_of(outcome.result or {}, task.payload.runtimes[0].runtime, suite["name"])
         if found is None:
@@ -161,7 +162,19 @@ def stop_early(search: Search, batch: list[Asked]) -> list[Asked]:
             _prune(search, asked.trial, verdict)
         else:
             going.append(asked)
+    _record_crashed(search, crashed)
     return going
+
+
+def _record_crashed(search: Search, crashed: list[tuple[Asked, Any]]) -> None:
+    """A trial whose worker crashed on its lite subset is a failed variant of the run, as in `harness run`:
+    the exit code, the terminal summary and the report say so (a stopped trial is no failure)."""
+    from harness.run.runner import write_outcome
+
+    if crashed:
+        add_variants(search, [asked for asked, _ in crashed])
+        for asked, outcome in crashed:
+            write_outcome(search.run, asked.variant, outcome)
 
 
 def _prune(search: Search, trial: Any, verdict: lite.LiteVerdict) -> None:
