@@ -15,7 +15,7 @@ This keeps scores deterministic and paired comparisons between variants meaningf
 
 Options come from the item (``item["options"]``): a list (letters A, B, … in order), a dict letter
 → text, or the string form of a list (as MMMU stores it). A reference is the correct letter, or
-the correct option's text.
+the correct option's text; a letter in parentheses, "(A)", is read as the letter (CV-Bench's answers).
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ def extract_choice(response: str, options: dict[str, str]) -> str | None:
 
 def reference_letter(reference: str, options: dict[str, str]) -> str:
     ref = str(reference).strip()
+    if len(ref) == 3 and ref[0] == "(" and ref[2] == ")" and ref[1] in options:  # CV-Bench writes "(A)"
+        return ref[1]
     if ref in options:
         return ref
     matches = [k for k, text in options.items() if _bare(text) == _bare(ref)]

@@ -31,6 +31,7 @@ class Prepared:
     group: Any = None
     question: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
+    box: Any = None  # the raw reference box (box_reference suites), converted once the image size is known
     failed: str | None = None  # "field: reason" for a bad item
 
 
@@ -127,7 +128,24 @@ def lite_indices(labels: list[Any] | None, size: int, seed: int, n: int) -> list
     return sorted(int(i) for i in chosen)
 
 
-def check_image(value: Any, root: Any) -> None:
+def check_image(value: Any, root: Any) -> tuple[int, int]:
+    """Decode the image (ValueError with the reason if it does not) and return its (width, height)."""
     from harness.data.images import decode_image
 
-    decode_image(value, root).close()
+    image = decode_image(value, root)
+    size = image.size
+    image.close()
+    return size
+
+
+def shuffled(options: Any, references: list[str], key: str) -> tuple[list[str], list[str]]:
+    """The options in a seeded order (`key`: suite seed and item id) and the references moved with them:
+    a reference letter becomes the letter its option now has; option text stays as it is."""
+    import random
+
+    original = _options_dict(options)
+    letters = list(original)
+    order = letters[:]
+    random.Random(key).shuffle(order)
+    new_letter = {old: chr(ord("A") + i) for i, old in enumerate(order)}
+    return [original[old] for old in order], [new_letter.get(r.strip(), r) for r in references]

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.data.sources import DatasetSpec, data_dirs, load_split
 from harness.errors import DataError
@@ -23,7 +23,8 @@ from harness.registries import METRICS, SUITE_KINDS
 from harness.registry import did_you_mean
 from harness.results.stats import bootstrap_ci, proportion_ci
 from harness.spec.suite_files import SuiteConfig
-from harness.suites import _items
+from harness.suites import _box_refs, _items
+from harness.suites._box_refs import BoxReference
 from harness.suites._context import SuiteContext
 from harness.suites._scored import ScoredKind
 
@@ -69,6 +70,24 @@ class AccuracyConfig(SuiteConfig):
     answer_key: str | None = None  # answers are dicts (VQAv2: [{answer: ...}]): the key holding the text
     answer_index: bool | None = None  # the answer is an option index (AI2D, ScienceQA) → its letter
     on_bad_item: Literal["fail", "record"] | None = None  # None → fail
+    # the reference is a Jinja template over the row instead of `answer_column` (VSR: label 1/0 → yes/no,
+    # What'sUp: the first caption option)
+    answer_template: str | None = None
+    # the reference is the box in this column, converted to normalised [x1, y1, x2, y2] (RefCOCO's COCO xywh)
+    box_reference: BoxReference | None = None
+    # one item per entry of this list column, the entry in its place (lmms-eval's RefCOCO: one item per
+    # referring expression); item ids get "#<position>"
+    explode: str | None = None
+    # options shown in a seeded per-item order (What'sUp lists the right caption first)
+    shuffle_options: int | None = None
+
+    @model_validator(mode="after")
+    def _one_answer_source(self) -> AccuracyConfig:
+        sources = [name for name, on in (("answer_template", self.answer_template), ("box_reference",
+                   self.box_reference), ("answer_key", self.answer_key), ("answer_index", self.answer_index)) if on]
+        if len(sources) > 1:
+            raise ValueError(f"give one way to read the answer, not {' and '.join(sources)}")
+        return self
 
     @field_validator("metric")
     @classmethod
@@ -85,7 +104,7 @@ class AccuracyConfig(SuiteConfig):
 
 def columns_needed(config: AccuracyConfig, template: str | None) -> list[str]:
     """Every dataset column the suite reads with this prompt template."""
-    needed = [config.answer_column]
+    needed = answer_columns(config)
     uses_question = template is None or "question" in _items.template_variables(template)
     if uses_question:
         needed.append(config.question_column)
@@ -93,16 +112,37 @@ def columns_needed(config: AccuracyConfig, template: str | None) -> list[str]:
     for source in (template, config.image_path):
         if source:
             needed += sorted(_items.template_variables(source) - {"question", "choices"})
-    if config.group_by:
-        needed.append(config.group_by)
+    needed += group_columns(config)
+    if config.explode:
+        needed.append(config.explode)
     if config.lite and config.lite.stratify_by:
         needed.append(config.lite.stratify_by)
     return list(dict.fromkeys(needed))
 
 
-def _columns_wanted(config: AccuracyConfig, template: str | None, columns: list[str]) -> None:
+def answer_columns(config: AccuracyConfig) -> list[str]:
+    """The columns the references are read from."""
+    if config.box_reference:
+        return [config.box_reference.column]
+    if config.answer_template:
+        return sorted(_items.template_variables(config.answer_template))
+    return [config.answer_column]
+
+
+def group_columns(config: AccuracyConfig) -> list[str]:
+    """`group_by` is a column, or a Jinja template over the row (What'sUp: the preposition of a caption)."""
+    if not config.group_by:
+        return []
+    return sorted(_items.template_variables(config.group_by)) if _is_template(config.group_by) else [config.group_by]
+
+
+def _is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
+def _columns_wanted(config: AccuracyConfig, columns: list[str], wanted: list[str]) -> None:
     """Every column the suite needs, checked once: one line naming the first missing one."""
-    for column in columns_needed(config, template):
+    for column in wanted:
         if column not in columns:
             raise DataError(f"suite '{config.name}': dataset {config.dataset.label()} has no column '{column}' "
                             f"(columns: {', '.join(columns)})")
@@ -112,45 +152,125 @@ def prepare(config: AccuracyConfig, dataset: Any, family: str | None = None,
             images: ImageSource | None = None) -> list[_items.Prepared]:
     """Rows → items; bad rows raise (policy fail) or come back marked failed (policy record).
     With `images` (the items' image source) every image is checked too: scoring alone needs none."""
-    check_images = images is not None
     metric = METRICS.get(config.metric)()
     template = _items.pick_prompt(config.prompt, family)
     columns = dataset.column_names
-    if check_images:
-        _columns_wanted(config, template, columns)
+    # scoring alone needs the answer columns; a run needs every column (before any image is read)
+    _columns_wanted(config, columns, columns_needed(config, template) if images is not None else
+                    answer_columns(config) + ([config.explode] if config.explode else []))
     ids = dataset[config.id_column] if config.id_column in columns else [str(i) for i in range(len(dataset))]
     extras = _item_columns(metric, config, dataset)
-    row_columns = sorted((_items.template_variables(template) if template else set())
-                         | (_items.template_variables(config.image_path) if config.image_path else set()))
-    row_columns = [c for c in row_columns if c in columns]
-    questions = dataset[config.question_column] if config.question_column in columns else [""] * len(dataset)
-    answers = dataset[config.answer_column]
-    groups = dataset[config.group_by] if config.group_by else [None] * len(dataset)
+    sources = [s for s in (template, config.image_path, config.answer_template, config.group_by) if s]
+    row_columns = [c for c in sorted(set().union(*(_items.template_variables(s) for s in sources)) |
+                                     ({config.explode} if config.explode else set())) if c in columns]
     rows = {c: dataset[c] for c in row_columns}
+    questions = dataset[config.question_column] if config.question_column in columns else [""] * len(dataset)
+    answers = None if config.answer_template else dataset[answer_columns(config)[0]]
+    groups = dataset[config.group_by] if config.group_by and not _is_template(config.group_by) else None
     out = []
-    for index, item_id in enumerate(ids):
-        item = _items.Prepared(id=str(item_id), group=groups[index], row=index,
+    for index, position in _plan(config, rows, len(dataset)):
+        item = _items.Prepared(id=str(ids[index]) + ("" if position is None else f"#{position}"), row=index,
+                               group=groups[index] if groups is not None else None,
                                extras={name: values[index] for name, values in extras.items()})
         row = {c: rows[c][index] for c in row_columns}
-        try:
-            field = config.question_column
-            question = questions[index]
-            if not isinstance(question, str):
-                raise ValueError(f"expected text, got {type(question).__name__}")
-            item.question = question
-            field = config.answer_column
-            item.references = _items.references_of(answers[index], config.answer_key, bool(config.answer_index),
-                                                    item.extras.get("options"))
-            field = "prompt"
-            item.prompt = _items.render(template, row, question, item.extras.get("options"))
-            if check_images and config.image_path:
-                field = "image_path"
-                item.image = _items.render(config.image_path, row, "", None)
-        except (ValueError, DataError) as exc:
-            _bad(config, item, field, exc)
+        question = questions[index]
+        if position is not None:  # the exploded column's entry stands for the whole column
+            row[config.explode] = row[config.explode][position]
+            question = row[config.explode] if config.question_column == config.explode else question
+        _fill(config, item, row, question, answers[index] if answers is not None else None, template,
+              images is not None)
         out.append(item)
-    if images is not None:
-        _check_images(config, out, images)
+    sizes = _check_images(config, out, images) if images is not None else None
+    if config.box_reference:
+        _box_references(config, dataset, out, sizes)
+    return out
+
+
+def _plan(config: AccuracyConfig, rows: dict[str, list[Any]], n: int) -> list[tuple[int, int | None]]:
+    """(row, position in the exploded column) per item: one item per row, or one per list entry."""
+    if not config.explode:
+        return [(i, None) for i in range(n)]
+    plan = []
+    for index, value in enumerate(rows[config.explode]):
+        if not isinstance(value, (list, tuple)):
+            raise DataError(f"suite '{config.name}': explode column '{config.explode}' row {index} is "
+                            f"{type(value).__name__}, not a list")
+        plan += [(index, k) for k in range(len(value))]
+    return plan
+
+
+def _fill(config: AccuracyConfig, item: _items.Prepared, row: dict[str, Any], question: Any, answer: Any,
+          template: str | None, check_images: bool) -> None:
+    """The item's question, references, options order, group and prompt; a bad field marks it (or raises)."""
+    field = config.question_column
+    try:
+        if not isinstance(question, str):
+            raise ValueError(f"expected text, got {type(question).__name__}")
+        item.question = question
+        if config.box_reference:
+            field = config.box_reference.column
+            _box_refs.corners(answer, config.box_reference)
+            item.box = answer
+        elif config.answer_template:
+            field = "answer_template"
+            item.references = _items.references_of(_items.render(config.answer_template, row, question, None),
+                                                   None, False, None)
+        else:
+            field = config.answer_column
+            item.references = _items.references_of(answer, config.answer_key, bool(config.answer_index),
+                                                   item.extras.get("options"))
+        if config.shuffle_options is not None and item.extras.get("options") is not None:
+            field = "options"
+            item.extras["options"], item.references = _items.shuffled(
+                item.extras["options"], item.references, f"{config.shuffle_options}:{item.id}")
+        if config.group_by and _is_template(config.group_by):
+            field = "group_by"
+            item.group = _items.render(config.group_by, row, question, None).strip() or None
+        field = "prompt"
+        item.prompt = _items.render(template, row, question, item.extras.get("options"))
+        if check_images and config.image_path:
+            field = "image_path"
+            item.image = _items.render(config.image_path, row, "", None)
+    except (ValueError, DataError) as exc:
+        _bad(config, item, field, exc)
+
+
+def _box_references(config: AccuracyConfig, dataset: Any, items: list[_items.Prepared],
+                    sizes: dict[int, tuple[int, int]] | None) -> None:
+    """Each valid item's box as a normalised reference; the image size is also kept as item fields, so
+    pixel-box metrics (box_iou_pixels) can read the prediction."""
+    spec = config.box_reference
+    assert spec is not None
+    todo = [it for it in items if not it.failed]
+    if set(_box_refs.SIZE_COLUMNS) <= set(dataset.column_names):
+        widths, heights = (dataset[c] for c in _box_refs.SIZE_COLUMNS)
+        known = {it.row: (widths[it.row], heights[it.row]) for it in todo}
+    elif sizes is not None:
+        known = sizes
+    else:  # scoring without a run: read the image headers
+        known = image_sizes(ImageSource(dataset, image_columns(config), None), todo)
+    for item in todo:
+        size = known.get(item.row)
+        try:
+            item.references = [_box_refs.reference(item.box, spec, size)]
+        except ValueError as exc:
+            _bad(config, item, spec.column, exc)
+            continue
+        if size is not None:
+            item.extras.setdefault("image_width", size[0])
+            item.extras.setdefault("image_height", size[1])
+
+
+def image_sizes(source: ImageSource, items: list[_items.Prepared]) -> dict[int, tuple[int, int]]:
+    """Row → (width, height) of the items' images; rows whose image does not decode are left out."""
+    out = {}
+    for begin in range(0, len(items), 64):
+        chunk = items[begin:begin + 64]
+        for item, value in zip(chunk, source.raw(chunk)):
+            try:
+                out[item.row] = _items.check_image(value, source.root)
+            except ValueError:
+                continue
     return out
 
 
@@ -200,21 +320,25 @@ def _first(values: list[Any]) -> Any:
     return None
 
 
-def _check_images(config: AccuracyConfig, items: list[_items.Prepared], source: ImageSource) -> None:
-    """Decode every image once before any generation; keep a content digest for the response cache."""
+def _check_images(config: AccuracyConfig, items: list[_items.Prepared],
+                  source: ImageSource) -> dict[int, tuple[int, int]]:
+    """Decode every image once before any generation; keep a content digest for the response cache.
+    Returns each decoded row's image size (box references are normalised by it)."""
     from harness.suites._response_cache import image_hash
 
     field = "image_path" if config.image_path else "/".join(source.columns)
     todo = [it for it in items if not it.failed]
+    sizes = {}
     for begin in range(0, len(todo), 64):
         chunk = todo[begin:begin + 64]
         for item, value in zip(chunk, source.raw(chunk)):
             try:
-                _items.check_image(value, source.root)
+                sizes[item.row] = _items.check_image(value, source.root)
             except ValueError as exc:
                 _bad(config, item, field, exc)
                 continue
             item.image_key = image_hash(value) or ""
+    return sizes
 
 
 def _undecoded(dataset: Any, columns: list[str]) -> Any:
