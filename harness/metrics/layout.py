@@ -97,6 +97,12 @@ class SpatialLMLayout(Metric):
     def score(self, prediction: str, references: list[str], item: dict[str, Any] | None = None) -> float:
         return pooled_f1(evaluate(str(prediction), _reference(references)).counts, THRESHOLDS[0])
 
+    def class_scores(self, prediction: str, references: list[str]) -> dict[str, float]:
+        """F1@0.25 of each class present in the prediction or the reference: the `layout` suite kind's
+        per-class groups (their means are eval.py's masked per-class F1)."""
+        counts = evaluate(str(prediction), _reference(references)).counts
+        return {cls: prf(*by_threshold[THRESHOLDS[0]])[2] for cls, by_threshold in sorted(counts.items())}
+
     def corpus(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         if not items:
             return {}
