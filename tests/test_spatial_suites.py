@@ -203,3 +203,7 @@ def test_every_spatial_suite_runs_end_to_end_on_nano(tmp_path, data_dir, nano_di
         pytest.approx((1 + 6 / 7) / 3)
     assert set(accuracy["cv-bench"]["groups"]) == {"Count", "Relation", "Depth", "Distance"}
     assert "spatiallm-layout" in (run_dir / "report.html").read_text()
+    from harness.results.compare import SAME, compare_runs
+
+    changes = {c.metric: c.verdict for c in compare_runs(run_dir, run_dir).changes if c.variant == "base"}
+    assert all(changes[f"{name} score"] == SAME for name in SPATIAL), changes  # paired item by item, as accuracy
