@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from harness.metrics._base import corpus_of, score_all
 from harness.results.paired import is_binary, pair_items, paired, paired_test
 from harness.results.pareto import Objective
 from harness.suites._kind import HistoryRow, SuiteKind, TargetRule, TargetValue
@@ -122,3 +123,18 @@ def _accuracy_change(name: str, variant: str, runtime: str, policy: dict[str, An
         verdict = SAME
     return Change(variant, runtime, f"{name} score", verdict, old_score, new_score, f"{new_score - old_score:+.4f}",
                   p, note)
+
+
+def score_with_failures(metric: Any, items: list[dict[str, Any]]) -> tuple[dict[str, Any], int]:
+    """Score every item in place (failed ones 0, so they count in n) and return the corpus numbers of
+    the valid ones, noting how many failed, plus that count: one rule for every scored kind."""
+    valid = [it for it in items if "failed" not in it]
+    for item, score in zip(valid, score_all(metric, valid), strict=True):
+        item["score"] = score
+    for item in items:
+        item.setdefault("score", 0.0)
+    corpus = corpus_of(metric, valid)
+    failed = len(items) - len(valid)
+    if corpus and failed:
+        corpus["notes"] = [*corpus.get("notes", []), f"{failed} failed items are not in these corpus numbers"]
+    return corpus, failed

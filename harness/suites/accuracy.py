@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from harness.data.sources import DatasetSpec, data_dirs, load_split
 from harness.errors import DataError
-from harness.metrics._base import corpus_of, score_all
 from harness.registries import METRICS, SUITE_KINDS
 from harness.registry import did_you_mean
 from harness.results.stats import bootstrap_ci, proportion_ci
@@ -26,7 +25,7 @@ from harness.spec.suite_files import SuiteConfig
 from harness.suites import _box_refs, _items
 from harness.suites._box_refs import BoxReference
 from harness.suites._context import SuiteContext
-from harness.suites._scored import ScoredKind
+from harness.suites._scored import ScoredKind, score_with_failures
 
 
 class GenerationConfig(BaseModel):
@@ -264,13 +263,11 @@ def _box_references(config: AccuracyConfig, dataset: Any, items: list[_items.Pre
 def image_sizes(source: ImageSource, items: list[_items.Prepared]) -> dict[int, tuple[int, int]]:
     """Row → (width, height) of the items' images; rows whose image does not decode are left out."""
     out = {}
-    for begin in range(0, len(items), 64):
-        chunk = items[begin:begin + 64]
-        for item, value in zip(chunk, source.raw(chunk)):
-            try:
-                out[item.row] = _items.check_image(value, source.root)
-            except ValueError:
-                continue
+    for item, value in source.each_raw(items):
+        try:
+            out[item.row] = _items.check_image(value, source.root)
+        except ValueError:
+            continue
     return out
 
 
@@ -304,6 +301,12 @@ class ImageSource:
         batch = self.dataset[[it.row for it in items]]
         return [_first(list(values)) for values in zip(*(batch[c] for c in self.columns))]
 
+    def each_raw(self, items: list[_items.Prepared], chunk: int = 64) -> Any:
+        """(item, raw image value) for every item, read `chunk` rows at a time."""
+        for begin in range(0, len(items), chunk):
+            part = items[begin:begin + chunk]
+            yield from zip(part, self.raw(part), strict=True)
+
     def decoded(self, items: list[_items.Prepared]) -> list[Any]:
         from harness.data.images import decode_image
 
@@ -329,15 +332,13 @@ def _check_images(config: AccuracyConfig, items: list[_items.Prepared],
     field = "image_path" if config.image_path else "/".join(source.columns)
     todo = [it for it in items if not it.failed]
     sizes = {}
-    for begin in range(0, len(todo), 64):
-        chunk = todo[begin:begin + 64]
-        for item, value in zip(chunk, source.raw(chunk)):
-            try:
-                sizes[item.row] = _items.check_image(value, source.root)
-            except ValueError as exc:
-                _bad(config, item, field, exc)
-                continue
-            item.image_key = image_hash(value) or ""
+    for item, value in source.each_raw(todo):
+        try:
+            sizes[item.row] = _items.check_image(value, source.root)
+        except ValueError as exc:
+            _bad(config, item, field, exc)
+            continue
+        item.image_key = image_hash(value) or ""
     return sizes
 
 
@@ -385,15 +386,7 @@ def score_prepared(config: AccuracyConfig, prepared: list[_items.Prepared], answ
         if it.failed:
             item |= {"prediction": None, "failed": it.failed}
         items.append(item)
-    valid = [item for item in items if "failed" not in item]
-    for item, score in zip(valid, score_all(metric, valid), strict=True):
-        item["score"] = score
-    for item in items:
-        item.setdefault("score", 0.0)
-    corpus = corpus_of(metric, valid)
-    failed = len(items) - len(valid)
-    if corpus and failed:
-        corpus["notes"] = [*corpus.get("notes", []), f"{failed} failed items are not in these corpus numbers"]
+    corpus, _ = score_with_failures(metric, items)
     return {"metric": config.metric, "higher_is_better": metric.higher_is_better,
             **_aggregate([it["score"] for it in items], metric.binary),
             "groups": {g: _aggregate([it["score"] for it in items if str(it["group"]) == g], metric.binary)

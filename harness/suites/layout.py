@@ -24,13 +24,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from harness.errors import DataError
-from harness.metrics._base import corpus_of, score_all
 from harness.registries import METRICS, SUITE_KINDS
 from harness.registry import did_you_mean
 from harness.results.stats import bootstrap_ci
 from harness.spec.suite_files import SuiteConfig
 from harness.suites._context import SuiteContext
-from harness.suites._scored import ScoredKind
+from harness.suites._scored import ScoredKind, score_with_failures
 
 
 class LayoutConfig(SuiteConfig):
@@ -116,15 +115,8 @@ def class_groups(metric: Any, items: list[dict[str, Any]]) -> dict[str, dict[str
 def score_scenes(config: LayoutConfig, items: list[dict[str, Any]], unmatched: int = 0) -> dict[str, Any]:
     """The scored result: valid scenes by the metric, failed ones 0; per-class groups; corpus numbers."""
     metric = METRICS.get(config.metric)()
+    corpus, failed = score_with_failures(metric, items)
     valid = [it for it in items if "failed" not in it]
-    for item, score in zip(valid, score_all(metric, valid), strict=True):
-        item["score"] = score
-    for item in items:
-        item.setdefault("score", 0.0)
-    corpus = corpus_of(metric, valid)
-    failed = len(items) - len(valid)
-    if corpus and failed:
-        corpus["notes"] = [*corpus.get("notes", []), f"{failed} failed items are not in these corpus numbers"]
     return {"metric": config.metric, "higher_is_better": metric.higher_is_better, "binary": metric.binary,
             **_aggregate([it["score"] for it in items]), "groups": class_groups(metric, valid),
             **({"corpus": corpus} if corpus else {}), "failed_items": failed,
