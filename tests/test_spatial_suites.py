@@ -145,6 +145,59 @@ def test_each_suite_groups_by_its_relation_or_category(data_dir, monkeypatch):
     assert first.references == ["(A)"]
 
 
+def _gallery_of(config: Any, prepared: list[Any], answers: dict[str, list[str]]) -> dict[str, Any]:
+    """The report's gallery for variants answering every item of `prepared` with the given answers."""
+    from harness.suites._gallery import gallery
+    from harness.suites.accuracy import gallery_images, score_prepared
+
+    rows = []
+    for name, texts in answers.items():
+        scored = score_prepared(config, prepared, dict(enumerate(texts)))
+        suites = {config.name: {"kind": "accuracy", "status": "ok", **scored}}
+        rows.append({"variant": {"name": name}, "runtime": "torch-eager",
+                     "result": {"measurements": {"torch-eager": {"suites": suites}}}})
+    return gallery(rows, {"baseline": "base", "suites": [config.model_dump(mode="json")]}, gallery_images)
+
+
+def _pixels(thumb: str) -> Any:
+    import base64
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(base64.b64decode(thumb.split(",", 1)[1]))).convert("RGB")
+
+
+def test_gallery_draws_reference_baseline_and_variant_boxes(data_dir, monkeypatch):
+    from harness.data.sources import load_split
+    from harness.spec.suite_files import load_suite
+    from harness.suites._gallery import BOX_COLOURS
+    from harness.suites.accuracy import prepare, select
+
+    monkeypatch.setenv("FASTVLM_HARNESS_DATA", str(data_dir))
+    config = load_suite("refcoco")
+    prepared = prepare(config, select(config, load_split(config.dataset)))
+    n = len(prepared)
+    out = _gallery_of(config, prepared, {"base": ["[0.4, 0.4, 0.6, 0.6]"] * n, "int4": ["[0.7, 0.7, 0.9, 0.9]"] * n})
+    shown = out["rows"]["int4"]
+    assert not out["note"] and out["boxes"] == BOX_COLOURS
+    assert [r["id"] for r in shown] == [it.id for it in prepared]  # exploded ids (1000#1) find their image
+    rgb = {role: tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for role, c in BOX_COLOURS.items()}
+    for row, item in zip(shown, prepared, strict=True):
+        image = _pixels(row["thumb"])
+        w, h = image.size
+
+        def corner(x: float, y: float, image: Any = image, w: int = w, h: int = h) -> tuple[int, ...]:
+            return image.getpixel((round(x * (w - 1)), round(y * (h - 1))))
+
+        assert corner(0.7, 0.7) == rgb["variant"] and corner(0.4, 0.4) == rgb["base"]
+        assert corner(*(float(v) for v in item.references[0].strip("[]").split(",")[:2])) == rgb["reference"]
+    vsr = load_suite("vsr")
+    plain = prepare(vsr, select(vsr, load_split(vsr.dataset)))
+    out = _gallery_of(vsr, plain, {"base": ["yes"] * len(plain), "int4": ["no"] * len(plain)})
+    assert out["boxes"] == {} and all(r["thumb"] for r in out["rows"]["int4"])  # image_path files, no boxes
+
+
 # --- the layout kind -------------------------------------------------------------------------------
 
 def test_layout_suite_counts_on_a_hand_computed_scene_pair(tmp_path, monkeypatch):

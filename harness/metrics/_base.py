@@ -19,6 +19,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from harness.metrics._boxes import Box
+
 
 class Metric:
     higher_is_better: ClassVar[bool] = True
@@ -39,6 +41,12 @@ class Metric:
     def corpus(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Corpus-level numbers (name → float; an optional "notes" list of strings); {} when none."""
         return {}
+
+    def boxes(self, prediction: str, references: list[str],
+              item: dict[str, Any] | None = None) -> tuple[Box | None, list[Box]] | None:
+        """For a grounding metric, the predicted box (None if unreadable) and the reference boxes,
+        normalised (x1, y1, x2, y2), so the report can draw them; None for a metric without boxes."""
+        return None
 
 
 def accepts_item(score: Callable[..., Any]) -> bool:

@@ -74,6 +74,14 @@ class BoxIoU(Metric):
     def score(self, prediction: str, references: list[str], item: dict[str, Any] | None = None) -> float:
         return float(best_iou(self.parse(prediction, item), references, item) >= THRESHOLD)
 
+    def boxes(self, prediction: str, references: list[str],
+              item: dict[str, Any] | None = None) -> tuple[Box | None, list[Box]] | None:
+        try:
+            refs = reference_boxes(references, image_size(item))
+        except DataError:
+            return None
+        return self.parse(str(prediction), item).box, refs
+
     def corpus(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         if not items:
             return {}

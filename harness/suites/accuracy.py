@@ -25,6 +25,7 @@ from harness.spec.suite_files import SuiteConfig
 from harness.suites import _box_refs, _items
 from harness.suites._box_refs import BoxReference
 from harness.suites._context import SuiteContext
+from harness.suites._images import ImageSource, image_sizes
 from harness.suites._scored import ScoredKind, score_with_failures
 
 
@@ -148,9 +149,10 @@ def _columns_wanted(config: AccuracyConfig, columns: list[str], wanted: list[str
 
 
 def prepare(config: AccuracyConfig, dataset: Any, family: str | None = None,
-            images: ImageSource | None = None) -> list[_items.Prepared]:
+            images: ImageSource | None = None, check_images: bool = True) -> list[_items.Prepared]:
     """Rows → items; bad rows raise (policy fail) or come back marked failed (policy record).
-    With `images` (the items' image source) every image is checked too: scoring alone needs none."""
+    With `images` (the items' image source) every image is checked too: scoring alone needs none.
+    `check_images=False` only locates each item's image (the report's gallery reads a few)."""
     metric = METRICS.get(config.metric)()
     template = _items.pick_prompt(config.prompt, family)
     columns = dataset.column_names
@@ -179,6 +181,8 @@ def prepare(config: AccuracyConfig, dataset: Any, family: str | None = None,
         _fill(config, item, row, question, answers[index] if answers is not None else None, template,
               images is not None)
         out.append(item)
+    if images is not None and not check_images:
+        return out
     sizes = _check_images(config, out, images) if images is not None else None
     if config.box_reference:
         _box_references(config, dataset, out, sizes)
@@ -260,17 +264,6 @@ def _box_references(config: AccuracyConfig, dataset: Any, items: list[_items.Pre
             item.extras.setdefault("image_height", size[1])
 
 
-def image_sizes(source: ImageSource, items: list[_items.Prepared]) -> dict[int, tuple[int, int]]:
-    """Row → (width, height) of the items' images; rows whose image does not decode are left out."""
-    out = {}
-    for item, value in source.each_raw(items):
-        try:
-            out[item.row] = _items.check_image(value, source.root)
-        except ValueError:
-            continue
-    return out
-
-
 def image_columns(config: AccuracyConfig) -> list[str]:
     """The columns holding the image ([] when images are files named by `image_path`)."""
     if config.image_path:
@@ -285,42 +278,6 @@ def _bad(config: AccuracyConfig, item: _items.Prepared, field: str, exc: Excepti
         raise DataError(f"suite '{config.name}': item '{item.id}' field '{field}': {exc} "
                         "(fix the data, or set on_bad_item: record to count it as failed)") from None
     item.failed = f"{field}: {exc}"
-
-
-class ImageSource:
-    """Raw image values of chosen rows, read a batch at a time (a whole split's image bytes can be
-    tens of GB); image columns are cast to undecoded so one bad image is one bad item."""
-
-    def __init__(self, dataset: Any, columns: list[str], root: Path | None) -> None:
-        self.columns, self.root = columns, root
-        self.dataset = _undecoded(dataset.select_columns(columns), columns) if columns else None
-
-    def raw(self, items: list[_items.Prepared]) -> list[Any]:
-        if self.dataset is None:
-            return [it.image for it in items]
-        batch = self.dataset[[it.row for it in items]]
-        return [_first(list(values)) for values in zip(*(batch[c] for c in self.columns))]
-
-    def each_raw(self, items: list[_items.Prepared], chunk: int = 64) -> Any:
-        """(item, raw image value) for every item, read `chunk` rows at a time."""
-        for begin in range(0, len(items), chunk):
-            part = items[begin:begin + chunk]
-            yield from zip(part, self.raw(part), strict=True)
-
-    def decoded(self, items: list[_items.Prepared]) -> list[Any]:
-        from harness.data.images import decode_image
-
-        return [decode_image(value, self.root) for value in self.raw(items)]
-
-
-def _first(values: list[Any]) -> Any:
-    """The first present image of a row's image columns (an image list counts by its first image)."""
-    for value in values:
-        if isinstance(value, (list, tuple)):
-            value = _first(list(value))
-        if value is not None:
-            return value
-    return None
 
 
 def _check_images(config: AccuracyConfig, items: list[_items.Prepared],
@@ -340,21 +297,6 @@ def _check_images(config: AccuracyConfig, items: list[_items.Prepared],
             continue
         item.image_key = image_hash(value) or ""
     return sizes
-
-
-def _undecoded(dataset: Any, columns: list[str]) -> Any:
-    """Image columns as raw {bytes, path}: decoding is per item, so one bad image is one bad item."""
-    import datasets
-
-    for column in columns:
-        feature = dataset.features.get(column)
-        if isinstance(feature, datasets.Image) and feature.decode:
-            dataset = dataset.cast_column(column, datasets.Image(decode=False))
-        elif isinstance(feature, (datasets.Sequence, list)):
-            inner = feature.feature if isinstance(feature, datasets.Sequence) else feature[0]
-            if isinstance(inner, datasets.Image) and inner.decode:
-                dataset = dataset.cast_column(column, datasets.Sequence(datasets.Image(decode=False)))
-    return dataset
 
 
 def predict(session: Any, items: list[_items.Prepared], config: AccuracyConfig, images: ImageSource,
@@ -499,4 +441,15 @@ class Accuracy(ScoredKind):
         """The sample gallery: where each variant answers differently from the baseline, with thumbnails."""
         from harness.suites._gallery import gallery
 
-        return {**super().report_context(rows, plan), "gallery": gallery(rows, plan)}
+        return {**super().report_context(rows, plan), "gallery": gallery(rows, plan, gallery_images)}
+
+
+def gallery_images(definition: dict[str, Any], wanted: set[str], recipe_dir: Path | None) -> dict[str, Any]:
+    """Item id → decoded image for the items the gallery shows, located as the suite located them
+    (lite subset and limit, exploded items, image columns or `image_path` files)."""
+    config = AccuracyConfig.model_validate(definition)
+    dataset = select(config, load_split(config.dataset, recipe_dir))
+    source = ImageSource(dataset, image_columns(config), resolve_image_root(config, recipe_dir))
+    chosen = [it for it in prepare(config, dataset, None, source, check_images=False)
+              if it.id in wanted and not it.failed]
+    return dict(zip([it.id for it in chosen], source.decoded(chosen), strict=True))
