@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("run",),
     ("executors",),
     ("devices",),
+    ("deploy",),
     ("report",),
     ("suites",),
     ("lmeval",),
