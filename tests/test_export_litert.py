@@ -117,6 +117,11 @@ def test_litert_quant_modes_build_run_and_report(exported, items, tmp_path, mode
         assert manifest["model"]["mask_value"] == -30.0  # an int8-friendly mask (see litert_quant's doc)
         assert any("tflite decoder: full-int8" in n and "ops not integer" in n for n in ctx.notes)
         assert any("tflite vision: full-int8" in n and "all" in n and "ops integer, I/O int8" in n for n in ctx.notes)
+        from harness.exporting.edgetpu import NOT_INSTALLED, installed
+
+        if not installed():  # the compiler is not on these machines: the step says so, and why
+            assert manifest["steps"][-1]["edgetpu"] == ctx.records[-1]["edgetpu"] == {"not_run": NOT_INSTALLED}
+            assert f"Edge TPU: {NOT_INSTALLED}" in ctx.notes
     else:
         want = loaded.generate(items["image"], items["question"], max_new_tokens=4)
         assert sum(a == b for a, b in zip(got.token_ids, want.token_ids)) >= len(items) // 2

@@ -5,7 +5,9 @@ Modes: `dynamic-int8` (int8 weights, activations quantized on the fly), `weight-
 and activations, int8 signature inputs/outputs, calibrated on the variant's own LiteRT generation
 over calibration items). Full-integer graphs are what an Edge TPU compiler needs, so every
 quantized graph gets an integer report (ops touching a float tensor, I/O dtypes) recorded in the
-step record, in `export.json` and in the variant's notes.
+step record, in `export.json` and in the variant's notes; where Coral's `edgetpu_compiler` is on
+PATH, full-int8 also records its Edge TPU op mapping per graph (`harness.exporting.edgetpu`), and
+otherwise a note says it was not run and why.
 
 Why full-int8 sets its own attention-mask value: the decoder adds the mask to the attention
 scores, and an int8 ADD output has one scale for both. With the float export's -1e4 the scores
@@ -60,11 +62,9 @@ class LitertQuant(Step):
         if ctx.replay:
             return
         require("ai_edge_quantizer", "tflite", "step litert-quant")
-        from ai_edge_quantizer import quantizer, recipe
         from ai_edge_quantizer.utils import tfl_flatbuffer_utils
 
         from harness.exporting import graphs_to_rewrite, read_manifest_file, record_export_step, write_export_manifest
-        from harness.exporting.litert import op_report
 
         folder = ctx.export_dir("tflite")
         manifest = read_manifest_file(folder)
@@ -78,32 +78,56 @@ class LitertQuant(Step):
             roles = {f["file"]: f["role"] for f in manifest.get("files", [])}
             manifest = write_export_manifest(folder, "tflite", {}, {}, roles, {"mask_value": config.mask_value})
             calibration = _calibration_data(model, config, folder, manifest, ctx)
-        reports: dict[str, Any] = {}
-        for name in chosen:
-            path = folder / graphs[name]
-            before = path.stat().st_size
-            q = quantizer.Quantizer(str(path))
-            q.load_quantization_recipe(getattr(recipe, RECIPES[config.mode])())
-            try:
-                result = q.calibrate(calibration[name], num_threads=2) if config.mode == "full-int8" else None
-                quantized = q.quantize(result, enable_progress_report=False)
-            except (ValueError, RuntimeError, KeyError) as exc:
-                first = first_line(exc)
-                raise StepError(f"litert-quant ({config.mode}): ai-edge-quantizer failed on the {name} graph: "
-                                f"{first}") from exc
-            quantized.export_model(str(path), overwrite=True)
-            report = op_report(path)
-            reports[name] = {"bytes_before": before, "bytes_after": path.stat().st_size,
-                             "non_integer_ops": report["non_integer_ops"], "io_dtypes": report["io_dtypes"],
-                             "ops": sum(report["ops"].values())}
+        reports = {name: _quantize(folder / graphs[name], name, config.mode, calibration.get(name))
+                   for name in chosen}
+        tpu = _edgetpu_reports(folder, graphs, chosen) if config.mode == "full-int8" else {}
         record_export_step(folder, {"kind": "litert-quant", "mode": config.mode, "recipe": RECIPES[config.mode],
                                     "graphs": chosen, "integer_report": reports,
-                                    **({"mask_value": config.mask_value} if config.mode == "full-int8" else {})})
+                                    **({"mask_value": config.mask_value, "edgetpu": tpu}
+                                       if config.mode == "full-int8" else {})})
         ctx.record["integer_report"] = reports
         for name, rep in reports.items():
             integer = f"; {_integer_line(rep)}" if config.mode == "full-int8" else ""
             ctx.note(f"tflite {name}: {config.mode} ({RECIPES[config.mode]}) {rep['bytes_before'] / 1e6:.3f} -> "
                      f"{rep['bytes_after'] / 1e6:.3f} MB{integer}")
+        if tpu:
+            from harness.exporting.edgetpu import summary_line
+
+            ctx.record["edgetpu"] = tpu
+            for line in [f"Edge TPU: {tpu['not_run']}"] if "not_run" in tpu else \
+                    [summary_line(name, rep) for name, rep in tpu.items()]:
+                ctx.note(line)
+
+
+def _quantize(path: Path, name: str, mode: str, calibration: Any) -> dict[str, Any]:
+    """Quantize one graph in place with the mode's ai-edge-quantizer recipe; its integer report."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    from harness.exporting.litert import op_report
+
+    before = path.stat().st_size
+    q = quantizer.Quantizer(str(path))
+    q.load_quantization_recipe(getattr(recipe, RECIPES[mode])())
+    try:
+        result = q.calibrate(calibration, num_threads=2) if mode == "full-int8" else None
+        quantized = q.quantize(result, enable_progress_report=False)
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise StepError(f"litert-quant ({mode}): ai-edge-quantizer failed on the {name} graph: "
+                        f"{first_line(exc)}") from exc
+    quantized.export_model(str(path), overwrite=True)
+    report = op_report(path)
+    return {"bytes_before": before, "bytes_after": path.stat().st_size, "non_integer_ops": report["non_integer_ops"],
+            "io_dtypes": report["io_dtypes"], "ops": sum(report["ops"].values())}
+
+
+def _edgetpu_reports(folder: Path, graphs: dict[str, str], chosen: list[str]) -> dict[str, Any]:
+    """Edge TPU op mapping of each full-int8 graph where Coral's compiler is installed; otherwise one
+    entry saying it was not run and why (the compiler is an optional, separately installed tool)."""
+    from harness.exporting.edgetpu import NOT_INSTALLED, compile_report, installed
+
+    if not installed():
+        return {"not_run": NOT_INSTALLED}
+    return {name: compile_report(folder / graphs[name]) for name in chosen}
 
 
 def _integer_line(rep: dict[str, Any]) -> str:
