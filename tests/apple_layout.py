@@ -48,14 +48,17 @@ def tokenizer(with_image: bool) -> Any:
 
 def source_model(seed: int = 0, inference_mode: bool = True, padded_vocab: bool = True) -> Any:
     """The original tiny `fast_vlm`: vocabulary rows padded past the tokenizer (as Qwen2's are)
-    unless `padded_vocab` is false, and a vision tower whose features are far from zero
-    (layer scales 1, fan-in scaled weights, non-trivial BatchNorms) so a wrong vision mapping shows."""
+    unless `padded_vocab` is false (then run it through `spliced_logits`), and a vision tower
+    whose features are far from zero (layer scales 1, fan-in scaled weights, non-trivial
+    BatchNorms) so a wrong vision mapping shows."""
     import torch
     from transformers import FastVlmConfig, FastVlmForConditionalGeneration, Qwen2Config, TimmWrapperConfig
 
     tok = tokenizer(with_image=True)
     image_id = tok.convert_tokens_to_ids("<image>")
-    rows = math.ceil(len(tok) / 64) * 64 + 64 if padded_vocab else len(tok)
+    # Unpadded: the rows end with the last real token and `<image>` has no row, as in a vocabulary
+    # that never had one (Apple's code splices image features in at a placeholder instead).
+    rows = math.ceil(len(tok) / 64) * 64 + 64 if padded_vocab else len(tok) - 1
     args = {**TINY_VISION, "inference_mode": inference_mode}
     vision = TimmWrapperConfig(architecture="fastvit_mci3", do_pooling=False, hidden_size=2 * args["embed_dims"][-1],
                                model_args=args)
@@ -185,3 +188,16 @@ def write_apple_checkpoint(model: Any, root: Path, layout: str = "hub", shards: 
     (root / "generation_config.json").write_text(json.dumps({"eos_token_id": cfg["eos_token_id"]}))
     tokenizer(with_image=False).save_pretrained(root)
     return root
+
+
+def spliced_logits(model: Any, inputs: Any, image_id: int) -> Any:
+    """Logits the way LLaVA computes them for a vocabulary without an image token: text embedded,
+    the projected image features written over the image positions, then the language model."""
+    import torch
+
+    mask = inputs["input_ids"] == image_id
+    with torch.no_grad():
+        embeds = model.get_input_embeddings()(inputs["input_ids"].masked_fill(mask, 0))
+        features = model.model.get_image_features(inputs["pixel_values"]).pooler_output
+        embeds = embeds.masked_scatter(mask[..., None], features)
+        return model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"]).logits

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ModelLoadError
-from harness.models._apple_mapping import TOKENIZER_FILES, AppleCheckpoint
+from harness.models._apple_mapping import APPLE_VISION, TOKENIZER_FILES, AppleCheckpoint
 
 APPLE_MODEL_TYPE = "llava_qwen2"
 #: Bumped when the conversion changes what it writes: the cache key includes it.
@@ -40,6 +40,8 @@ PROJECTORS = ("mlp2x_gelu",)
 OTHER_PROJECTORS = re.compile(r"^(linear|identity|mlp\d+x_gelu)$")
 INDEX = "model.safetensors.index.json"
 MARKER = "harness_apple.json"
+#: The tower's last conv (MobileOneBlock `conv_exp`), reparameterised or in training form.
+FINAL_CONV = ("conv_exp.reparam_conv.weight", "conv_exp.rbr_conv.0.conv.weight")
 
 
 def is_apple_config(config: dict[str, Any]) -> bool:
@@ -56,7 +58,9 @@ def inspect(path: Path) -> AppleCheckpoint:
                  "intermediate_size"):
         if not isinstance(config.get(name), int):
             raise ModelLoadError(f"'{config_file}' has no integer '{name}'; restore Apple's config.json")
-    return AppleCheckpoint(path=path, config=config, shards=_shards(path), image_size=image_size, tower=tower)
+    shards, shapes = _shards(path)
+    _projector_width(config, config_file, shapes)
+    return AppleCheckpoint(path=path, config=config, shards=shards, image_size=image_size, tower=tower)
 
 
 def _tower(config: dict[str, Any], config_file: Path) -> tuple[str, int]:
@@ -85,9 +89,9 @@ def _projector(config: dict[str, Any], config_file: Path) -> None:
                          f"supported: {', '.join(PROJECTORS)}")
 
 
-def _shards(path: Path) -> list[Path]:
-    """The safetensors files: those the index names (each must exist), else every `*.safetensors`;
-    each one's header must read."""
+def _shards(path: Path) -> tuple[list[Path], dict[str, tuple[int, ...]]]:
+    """The safetensors files — those the index names (each must exist), else every
+    `*.safetensors` — and every tensor's shape, from the headers."""
     index = path / INDEX
     if index.exists():
         try:
@@ -104,14 +108,15 @@ def _shards(path: Path) -> list[Path]:
     if not shards:
         raise ModelLoadError(f"'{path}' has no .safetensors weights (pickled .bin weights are refused); "
                              "download the safetensors files of the checkpoint")
+    shapes: dict[str, tuple[int, ...]] = {}
     for shard in shards:
-        _header(shard)
-    return shards
+        shapes.update(_header(shard))
+    return shards, shapes
 
 
-def _header(shard: Path) -> None:
-    """The shard's safetensors header parses and its tensors fit in the file (a truncated download
-    usually keeps its header and loses the end)."""
+def _header(shard: Path) -> dict[str, tuple[int, ...]]:
+    """The shard's tensor shapes, once its header parses and its tensors fit in the file (a
+    truncated download usually keeps its header and loses the end)."""
     size = shard.stat().st_size
     try:
         with shard.open("rb") as handle:
@@ -119,12 +124,32 @@ def _header(shard: Path) -> None:
             if length <= 0 or 8 + length > size:
                 raise ValueError("header length out of range")
             header = json.loads(handle.read(length))
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+        end = max((v["data_offsets"][1] for v in tensors.values()), default=0)
+        shapes = {k: tuple(v["shape"]) for k, v in tensors.items()}
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
         raise ModelLoadError(f"'{shard}' is not a readable safetensors file; download it again") from None
     if 8 + length + end > size:
         raise ModelLoadError(f"'{shard}' is truncated ({size} bytes, its header needs {8 + length + end}); "
                              "download it again")
+    return shapes
+
+
+def _projector_width(config: dict[str, Any], config_file: Path, shapes: dict[str, tuple[int, ...]]) -> None:
+    """mm_hidden_size = the tower's output channels = the projector's input; its output = hidden_size."""
+    tower = next((shapes[APPLE_VISION + k] for k in FINAL_CONV if APPLE_VISION + k in shapes), None)
+    first, second = shapes.get("model.mm_projector.0.weight"), shapes.get("model.mm_projector.2.weight")
+    if tower is None or first is None or second is None or len(first) != 2 or len(second) != 2:
+        raise ModelLoadError(f"'{config_file.parent}' has no FastViT final conv (conv_exp) or no mm_projector.0/.2 "
+                             "weights; it is not a complete stage-2/3 FastVLM checkpoint")
+    if not config["mm_hidden_size"] == tower[0] == first[1]:
+        raise ModelLoadError(
+            f"'{config_file}': mm_hidden_size {config['mm_hidden_size']}, the vision tower gives {tower[0]} channels "
+            f"and the projector takes {first[1]}; they must agree (mismatched projector width)")
+    if not config["hidden_size"] == first[0] == second[1] == second[0]:
+        raise ModelLoadError(
+            f"'{config_file}': hidden_size {config['hidden_size']} but the projector maps {first[1]} → {first[0]} "
+            f"→ {second[0]}; they must agree (mismatched projector width)")
 
 
 def source_files(checkpoint: AppleCheckpoint) -> list[Path]:

@@ -132,3 +132,21 @@ def _from_pretrained(name: str, revision: str | None, trust_remote_code: bool) -
             f"network (`hf download {name}`) or pass a local checkpoint directory") from None
     model.eval()
     return model, processor
+
+
+def convert_checkpoint(reference: str, destination: Path, revision: str | None = None) -> Path:
+    """`harness convert`: the Apple checkpoint `reference` (a directory or a hub id in the offline
+    cache) written as a `fast_vlm` directory at `destination`."""
+    from harness.models.apple import convert
+
+    path = Path(reference).expanduser()
+    if not path.exists() and HUB_ID.match(reference) and not reference.startswith((".", "/", "~")):
+        snapshot = hub_snapshot(reference, revision)
+        if snapshot is None:
+            raise ModelLoadError(
+                f"'{reference}' is not in the local hub cache and the hub is offline; download it where there is "
+                f"network (`hf download {reference}`) or pass a local checkpoint directory")
+        path = snapshot
+    if check_checkpoint_dir(path) != APPLE:
+        raise ModelLoadError(f"'{reference}' is already a 'fast_vlm' checkpoint; use it as it is")
+    return convert(path, destination)
