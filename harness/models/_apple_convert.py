@@ -226,21 +226,18 @@ def _write_weights(sources: dict[str, tuple[Path, tuple[int, ...], str]], names:
         offset += size
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-(8 + len(blob)) % ALIGN)
-    handles: dict[Path, Any] = {}
+    shard, handle = None, None
     try:
         with target.open("wb") as out:
             out.write(len(blob).to_bytes(8, "little") + blob)
             for key in order:
-                shard = sources[key][0]
-                if shard not in handles:
-                    handles[shard] = safe_open(str(shard), framework="pt")
-                tensor = handles[shard].get_tensor(key)
-                tensor = _patched(names[key], tensor, image_id, text_rows, resized)
+                if sources[key][0] != shard:  # one shard mapped at a time: its pages leave with it
+                    shard, handle = sources[key][0], None
+                    handle = safe_open(str(shard), framework="pt")
+                tensor = _patched(names[key], handle.get_tensor(key), image_id, text_rows, resized)
                 out.write(memoryview(tensor.contiguous().reshape(-1).view(_uint8()).numpy()))
     except SafetensorError as exc:
         raise ModelLoadError(f"weights of '{shard}' cannot be read ({first_line(exc)}); download it again") from None
-    finally:
-        handles.clear()
 
 
 def _uint8() -> Any:
