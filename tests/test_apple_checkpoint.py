@@ -326,3 +326,18 @@ def test_apple_state_dict_is_the_apple_layout():
     assert "model.vision_tower.vision_tower.model.network.10.0.layer_scale_1" in keys
     assert "model.mm_projector.0.weight" in keys and "model.embed_tokens.weight" in keys
     assert not any("timm_model" in k or "language_model" in k for k in keys)
+
+
+def test_cli_convert_refuses_what_is_not_an_apple_checkpoint(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from harness.cli import app
+
+    original, tok = source_model()
+    original.save_pretrained(tmp_path / "fast_vlm")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    for source, message in ((tmp_path / "fast_vlm", "is already a 'fast_vlm' checkpoint"),
+                            ("apple/FastVLM-0.5B", "is not in the local hub cache")):
+        result = CliRunner().invoke(app, ["convert", str(source), str(tmp_path / "out")])
+        assert result.exit_code == 2 and message in result.output
+        assert len(result.output.strip().splitlines()) == 1

@@ -232,6 +232,10 @@ def _convert_into(checkpoint: AppleCheckpoint, target: Path) -> None:
         record = write_fast_vlm(checkpoint, work)
         record.update({"source": str(checkpoint.path.resolve()), "conversion_version": CONVERSION_VERSION})
         (work / MARKER).write_text(json.dumps(record, indent=2))
-        os.replace(work, target)
+        try:
+            os.replace(work, target)
+        except OSError:
+            if not (target / MARKER).exists():  # not another worker's finished copy of the same source
+                raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
