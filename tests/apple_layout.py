@@ -46,7 +46,7 @@ def tokenizer(with_image: bool) -> Any:
                                    eos_token="<|im_end|>", bos_token=None)
 
 
-def source_model(seed: int = 0, inference_mode: bool = True, padded_vocab: bool = True) -> Any:
+def source_model(seed: int = 0, inference_mode: bool = True, padded_vocab: bool = True, rows: int | None = None) -> Any:
     """The original tiny `fast_vlm`: vocabulary rows padded past the tokenizer (as Qwen2's are)
     unless `padded_vocab` is false (then run it through `spliced_logits`), and a vision tower
     whose features are far from zero (layer scales 1, fan-in scaled weights, non-trivial
@@ -58,7 +58,7 @@ def source_model(seed: int = 0, inference_mode: bool = True, padded_vocab: bool 
     image_id = tok.convert_tokens_to_ids("<image>")
     # Unpadded: the rows end with the last real token and `<image>` has no row, as in a vocabulary
     # that never had one (Apple's code splices image features in at a placeholder instead).
-    rows = math.ceil(len(tok) / 64) * 64 + 64 if padded_vocab else len(tok) - 1
+    rows = rows or (math.ceil(len(tok) / 64) * 64 + 64 if padded_vocab else len(tok) - 1)
     args = {**TINY_VISION, "inference_mode": inference_mode}
     vision = TimmWrapperConfig(architecture="fastvit_mci3", do_pooling=False, hidden_size=2 * args["embed_dims"][-1],
                                model_args=args)
@@ -157,10 +157,38 @@ def apple_config(model: Any, tower: str | None = None, **overrides: Any) -> dict
 TRAP = ("import pathlib\npathlib.Path(__file__).with_name('EXECUTED').write_text('the checkpoint code ran')\n")
 
 
+def write_qwen2_bpe_tokenizer(root: Path) -> int:
+    """The tokenizer files Apple's checkpoints ship (Qwen2's: byte-level BPE `vocab.json` +
+    `merges.txt`, `added_tokens.json`, `special_tokens_map.json`, a `Qwen2Tokenizer`
+    tokenizer_config), from a tiny BPE trained here; returns the number of tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    core.train_from_iterator([" ".join(WORDS)] * 20, trainer)
+    core.model.save(str(root))
+    n = core.get_vocab_size()
+    specials = {"<|endoftext|>": n, "<|im_start|>": n + 1, "<|im_end|>": n + 2}
+    (root / "added_tokens.json").write_text(json.dumps(specials))
+    (root / "special_tokens_map.json").write_text(json.dumps({"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+                                                              "additional_special_tokens": ["<|im_start|>",
+                                                                                            "<|im_end|>"]}))
+    decoder = {str(i): {"content": t, "special": True, "lstrip": False, "rstrip": False, "normalized": False,
+                        "single_word": False} for t, i in specials.items()}
+    (root / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+        "bos_token": None, "model_max_length": 8192, "added_tokens_decoder": decoder}))
+    return n + 3
+
+
 def write_apple_checkpoint(model: Any, root: Path, layout: str = "hub", shards: int = 1,
-                           state: dict[str, Any] | None = None, **config: Any) -> Path:
+                           state: dict[str, Any] | None = None, bpe: bool = False, **config: Any) -> Path:
     """Write `model` in Apple's layout: `hub` (apple/FastVLM-*: custom code + auto_map, one file)
-    or `stage3` (ml-fastvlm's llava-fastvithd_*_stage3: sharded with an index, trainer files)."""
+    or `stage3` (ml-fastvlm's llava-fastvithd_*_stage3: sharded with an index, trainer files);
+    the word-level test tokenizer, or with `bpe` Qwen2's file set."""
     from safetensors.torch import save_file
 
     root.mkdir(parents=True, exist_ok=True)
@@ -186,7 +214,10 @@ def write_apple_checkpoint(model: Any, root: Path, layout: str = "hub", shards: 
         (root / "training_args.bin").write_bytes(b"\x80\x04 not to be unpickled")
     (root / "config.json").write_text(json.dumps(cfg, indent=2))
     (root / "generation_config.json").write_text(json.dumps({"eos_token_id": cfg["eos_token_id"]}))
-    tokenizer(with_image=False).save_pretrained(root)
+    if bpe:
+        write_qwen2_bpe_tokenizer(root)
+    else:
+        tokenizer(with_image=False).save_pretrained(root)
     return root
 
 

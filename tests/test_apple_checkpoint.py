@@ -165,6 +165,34 @@ def test_tokenizer_processor_and_chat_template_round_trip(tmp_path):
     assert processor.decode(apple_tok(QUESTION)["input_ids"]) == QUESTION
 
 
+def test_qwen2_tokenizer_files_as_apple_ships_them(tmp_path):
+    """vocab.json + merges.txt + added_tokens.json + a Qwen2Tokenizer config: `<image>` is
+    appended after the added tokens, the prompt tokenizes and decodes back, and the model's
+    logits are those of LLaVA's splicing of the same inputs."""
+    import torch
+
+    from harness.models.apple import convert
+    from tests.apple_layout import spliced_logits
+
+    original, _ = source_model(rows=384)
+    source = write_apple_checkpoint(original, tmp_path / "apple", bpe=True)
+    model, processor = load_dir(convert(source, tmp_path / "out"))
+    image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
+    assert image_id == model.config.image_token_id == len(processor.tokenizer) - 1
+    assert processor.tokenizer.convert_tokens_to_ids("<|im_end|>") == image_id - 1 == processor.tokenizer.eos_token_id
+    prompt = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"},
+                                                                        {"type": "text", "text": QUESTION}]}],
+                                           add_generation_prompt=True, tokenize=False)
+    assert prompt == APPLE_PROMPT
+    inputs = processor(images=[picture(0)], text=[prompt], return_tensors="pt")
+    ids = inputs["input_ids"][0].tolist()
+    assert ids.count(image_id) == (IMAGE_SIZE // 64) ** 2
+    assert processor.tokenizer.decode(ids).replace("<image>" * 4, "<image>") == prompt
+    with torch.no_grad():
+        ours = model(**inputs).logits
+    assert (ours - spliced_logits(original, inputs, image_id)).abs().max().item() == 0.0
+
+
 def test_rows_are_added_when_the_image_token_has_none(tmp_path):
     """A vocabulary whose rows end at the last real token: `<image>` gets new rows (to a multiple
     of 64, the mean embedding and the mean lm_head row); the original vocabulary's logits are
