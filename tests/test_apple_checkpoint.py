@@ -251,6 +251,7 @@ def test_hub_id_from_the_offline_cache(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     from harness.models.loading import load_model
+    from harness.run.preflight import check_base
 
     original, _ = source_model()
     repo = tmp_path / "hub" / "models--apple--FastVLM-tiny"
@@ -259,6 +260,7 @@ def test_hub_id_from_the_offline_cache(tmp_path, monkeypatch):
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert check_base("apple/FastVLM-tiny") == []
     loaded = load_model("apple/FastVLM-tiny")
     assert loaded.source == "apple/FastVLM-tiny" and loaded.meta["converted_from"] == "llava_qwen2"
     assert (logits(loaded.model, loaded.processor) - logits(original, loaded.processor)).abs().max().item() == 0.0
@@ -369,3 +371,21 @@ def test_cli_convert_refuses_what_is_not_an_apple_checkpoint(tmp_path, monkeypat
         result = CliRunner().invoke(app, ["convert", str(source), str(tmp_path / "out")])
         assert result.exit_code == 2 and message in result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_recipe_runs_on_an_apple_base(tmp_path):
+    """`base:` an Apple directory: preflight, the variant workers (load through the converted copy,
+    a quantize step) and the size suite run as on any base."""
+    from harness.run.runner import run
+
+    original, _ = source_model()
+    write_apple_checkpoint(original, tmp_path / "apple", layout="stage3", shards=2)
+    (tmp_path / "r.yaml").write_text(
+        f"name: apple-base\nbase: {tmp_path / 'apple'}\nvariants:\n  - {{name: base, steps: []}}\n"
+        "  - {name: int8, steps: [{kind: quantize, method: dynamic-int8, targets: [llm]}]}\n"
+        "runtimes: [torch-eager]\nsuites: [size]\n")
+    folder = run(tmp_path / "r.yaml", output=tmp_path / "reports", progress=False)
+    variants = {v["name"]: v for v in json.loads((folder / "results.json").read_text())["variants"]}
+    assert {name: v["status"] for name, v in variants.items()} == {"base": "ok", "int8": "ok"}
+    size = {name: v["runtimes"]["torch-eager"]["size"]["weights_mb"] for name, v in variants.items()}
+    assert 0 < size["int8"] < size["base"]
