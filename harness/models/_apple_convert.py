@@ -68,14 +68,14 @@ def write_fast_vlm(checkpoint: AppleCheckpoint, out: Path) -> dict[str, Any]:
     except ValueError as exc:
         raise ModelLoadError(f"'{checkpoint.path}': {exc}; it is not a FastViT (mobileclip) vision tower") from None
     _check_structure(checkpoint, structure)
-    processor, added = _processor(checkpoint, reduction(structure["model_args"]))
+    processor, text_rows = _processor(checkpoint, reduction(structure["model_args"]))
     image_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     rows = shapes[EMBED][0] if EMBED in shapes else 0
     new_rows = rows if image_id < rows else math.ceil((image_id + 1) / 64) * 64
     config = _config(checkpoint, structure, processor, image_id, new_rows)
     resized = {EMBED: new_rows, LM_HEAD: new_rows} if new_rows != rows else {}
     _check_against_model(checkpoint, config, {k: _resized(k, v, resized) for k, v in shapes.items()})
-    _write_weights(sources, names, out / "model.safetensors", image_id, added, resized)
+    _write_weights(sources, names, out / "model.safetensors", image_id, text_rows, resized)
     config.save_pretrained(out)
     processor.save_pretrained(out)
     _generation_config(checkpoint, config).save_pretrained(out)

@@ -9,9 +9,9 @@ maps config and weights to transformers' `fast_vlm` in process (`_apple_convert`
 source files, so the second load is a plain `from_pretrained`. `harness convert` writes the same
 directory where the user asks.
 
-Checks that need no weights (config fields, tower name, projector type, shards present, headers
-readable) run here, fast, so preflight can call them; each failure is one line naming the file
-or field and the fix.
+Checks that read no tensor (config fields, tower name, projector type, shards present, headers
+readable, projector widths from the header shapes) run here, fast, so preflight can call them;
+each failure is one line naming the file or field and the fix.
 """
 
 from __future__ import annotations
@@ -42,10 +42,6 @@ INDEX = "model.safetensors.index.json"
 MARKER = "harness_apple.json"
 #: The tower's last conv (MobileOneBlock `conv_exp`), reparameterised or in training form.
 FINAL_CONV = ("conv_exp.reparam_conv.weight", "conv_exp.rbr_conv.0.conv.weight")
-
-
-def is_apple_config(config: dict[str, Any]) -> bool:
-    return config.get("model_type") == APPLE_MODEL_TYPE
 
 
 def inspect(path: Path) -> AppleCheckpoint:
