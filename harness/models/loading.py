@@ -1,8 +1,12 @@
 """Resolve a base-model reference to a `LoadedModel`: `nano`, `random:<shape>`, a local
 checkpoint directory, or a hub id (offline: only from the local hub cache).
 
+A directory or hub id may hold transformers' `fast_vlm` or Apple's own `llava_qwen2` FastVLM
+(hub `apple/FastVLM-*`, ml-fastvlm's stage-2/3 folders); the latter loads through its converted
+copy in the user cache (`harness.models.apple`), never through its custom code.
+
 Never unpickles: weights load through safetensors only; `trust_remote_code` stays off unless the
-user asks for it.
+user asks for it (and never applies to Apple checkpoints).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ModelLoadError
+from harness.models.apple import APPLE_MODEL_TYPE as APPLE
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -33,16 +38,48 @@ def load_model(reference: str, revision: str | None = None, trust_remote_code: b
         return random_model(reference.split(":", 1)[1])
     path = Path(reference).expanduser()
     if path.exists() or reference.startswith((".", "/", "~")) or not HUB_ID.match(reference):
-        check_checkpoint_dir(path)
+        if check_checkpoint_dir(path) == APPLE:
+            return _from_apple(path, str(path.resolve()))
         model, processor = _from_pretrained(str(path), None, trust_remote_code)
         return LoadedModel(model=model, processor=processor, source=str(path.resolve()),
                            meta={"path": str(path.resolve())})
+    snapshot = hub_snapshot(reference, revision)
+    if snapshot is not None and _model_type(snapshot / "config.json") == APPLE:
+        check_checkpoint_dir(snapshot)
+        return _from_apple(snapshot, reference)
     model, processor = _from_pretrained(reference, revision, trust_remote_code)
     return LoadedModel(model=model, processor=processor, source=reference)
 
 
-def check_checkpoint_dir(path: Path) -> None:
-    """One-line errors for the usual ways a directory is not a FastVLM checkpoint."""
+def _from_apple(path: Path, source: str) -> Any:
+    """An Apple checkpoint through its converted copy (made once, then reused from the cache)."""
+    from harness.models.apple import converted
+    from harness.models.fastvlm import LoadedModel
+
+    target = converted(path)
+    model, processor = _from_pretrained(str(target), None, False)
+    return LoadedModel(model=model, processor=processor, source=source,
+                       meta={"path": str(path.resolve()), "converted_from": "llava_qwen2", "converted": str(target)})
+
+
+def hub_snapshot(repo: str, revision: str | None = None) -> Path | None:
+    """The cached snapshot folder of a hub model (its config.json found offline), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, "config.json", revision=revision)
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def _model_type(config_file: Path) -> Any:
+    try:
+        return json.loads(config_file.read_text()).get("model_type")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+
+
+def check_checkpoint_dir(path: Path) -> str:
+    """One-line errors for the usual ways a directory is not a FastVLM checkpoint; returns its
+    model type (`fast_vlm`, or `llava_qwen2` for Apple's own layout, checked by `apple.inspect`)."""
     if not path.exists():
         raise ModelLoadError(
             f"model path '{path}' does not exist; give a FastVLM checkpoint directory, a hub id, "
@@ -56,14 +93,20 @@ def check_checkpoint_dir(path: Path) -> None:
         model_type = json.loads(config_file.read_text()).get("model_type")
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ModelLoadError(f"'{config_file}' is not valid JSON; restore or rebuild the checkpoint") from None
+    if model_type == APPLE:
+        from harness.models.apple import inspect
+
+        inspect(path)
+        return APPLE
     if model_type != "fast_vlm":
         raise ModelLoadError(
-            f"'{path}' holds a '{model_type}' model, not 'fast_vlm'; convert it with transformers' "
-            "FastVLM conversion script first")
+            f"'{path}' holds a '{model_type}' model, not 'fast_vlm' (transformers' FastVLM) or '{APPLE}' "
+            "(Apple's own FastVLM layout); give a FastVLM checkpoint")
     if not any(path.glob("*.safetensors")):
         raise ModelLoadError(
             f"'{path}' has no .safetensors weights (pickled .bin weights are refused); "
             "re-save the checkpoint with safetensors")
+    return model_type
 
 
 def _from_pretrained(name: str, revision: str | None, trust_remote_code: bool) -> tuple[Any, Any]:
@@ -89,3 +132,21 @@ def _from_pretrained(name: str, revision: str | None, trust_remote_code: bool) -
             f"network (`hf download {name}`) or pass a local checkpoint directory") from None
     model.eval()
     return model, processor
+
+
+def convert_checkpoint(reference: str, destination: Path, revision: str | None = None) -> Path:
+    """`harness convert`: the Apple checkpoint `reference` (a directory or a hub id in the offline
+    cache) written as a `fast_vlm` directory at `destination`."""
+    from harness.models.apple import convert
+
+    path = Path(reference).expanduser()
+    if not path.exists() and HUB_ID.match(reference) and not reference.startswith((".", "/", "~")):
+        snapshot = hub_snapshot(reference, revision)
+        if snapshot is None:
+            raise ModelLoadError(
+                f"'{reference}' is not in the local hub cache and the hub is offline; download it where there is "
+                f"network (`hf download {reference}`) or pass a local checkpoint directory")
+        path = snapshot
+    if check_checkpoint_dir(path) != APPLE:
+        raise ModelLoadError(f"'{reference}' is already a 'fast_vlm' checkpoint; use it as it is")
+    return convert(path, destination)

@@ -20,7 +20,7 @@ from harness.spec.recipe import Recipe
 def check_base(reference: str, revision: str | None = None) -> list[str]:
     """`nano` (built before the workers start if its checkpoint is missing), `random:<shape>`, a
     local checkpoint directory, or a hub id present in the offline hub cache."""
-    from harness.models.loading import HUB_ID, check_checkpoint_dir
+    from harness.models.loading import HUB_ID, check_checkpoint_dir, hub_snapshot
 
     if reference == "nano":
         return []
@@ -36,7 +36,7 @@ def check_base(reference: str, revision: str | None = None) -> list[str]:
         if path.exists() or reference.startswith((".", "/", "~")) or not HUB_ID.match(reference):
             check_checkpoint_dir(path)
             return []
-        snapshot = _hub_snapshot(reference, revision)
+        snapshot = hub_snapshot(reference, revision)
         if snapshot is None:
             from huggingface_hub.constants import HF_HUB_CACHE
 
@@ -47,14 +47,6 @@ def check_base(reference: str, revision: str | None = None) -> list[str]:
     except HarnessError as exc:
         return [f"base: {exc}"]
     return []
-
-
-def _hub_snapshot(repo: str, revision: str | None) -> Path | None:
-    """The cached snapshot folder of a hub model (its config.json found offline), or None."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(repo, "config.json", revision=revision)
-    return Path(found).parent if isinstance(found, str) else None
 
 
 def check_suites(definitions: list[dict[str, Any]], recipe_dir: Path | None) -> list[str]:
