@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.devices import benchmark_model
+from harness.runtimes import benchmark_model
 from harness.devices.app_format import DeviceResults, json_schema, loads, parse
 from harness.errors import DataError
 
