@@ -83,6 +83,9 @@ class Adb:
             if not usable:
                 raise RuntimeUnavailable(_state_line(serial, listed[serial]))
             return Adb(self.executable, serial, self.timeout_s)
+        if not listed:
+            raise RuntimeUnavailable(f"android-litert: no device connected (`adb devices` lists none; serial "
+                                     f"'{self.serial}' was asked for): connect the phone with USB debugging on")
         if self.serial not in listed:
             which = ", ".join(f"{s} ({state})" for s, state in listed.items()) or "none"
             raise RuntimeUnavailable(f"android-litert: serial '{self.serial}' is not among the devices adb lists "
