@@ -150,7 +150,8 @@ def failure_line(path: str, done: subprocess.CompletedProcess[str]) -> str | Non
 
 
 def _state_line(serial: str, state: str) -> str:
-    fix = STATE_FIX.get(state, "make it show as 'device' in `adb devices`")
+    fix = next((f for key, f in STATE_FIX.items() if state.startswith(key)), "make it show as 'device' in "
+                                                                           "`adb devices`")
     return f"android-litert: device '{serial}' is {state}: {fix}"
 
 
