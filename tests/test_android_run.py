@@ -84,6 +84,9 @@ def test_a_run_records_the_phone_like_any_runtime(phone_run):
     assert "ttft_ratio_to_baseline" not in latency  # the baseline was timed on this machine, not the phone
     measured = result["measurements"]["android-litert"]
     assert measured["info"]["device"]["model"] == "Pixel 8"
+    note = next(n for n in tfl["notes"] if n.startswith("android-litert: measured on Google Pixel 8 (Tensor G3, "
+                                                         f"Android 14, cpufreq governor schedutil; serial {SERIAL})"))
+    assert "TTFT is an estimate" in note and "not included: host-side image preprocessing" in note
     assert measured["suites"]["lat-small"]["device"]["android"] == "14"
     assert measured["suites"]["acc-small"] == {"status": "not applicable", "kind": "accuracy", "reason": why}
     base = _variant(summary, "base")
@@ -95,6 +98,7 @@ def test_a_run_records_the_phone_like_any_runtime(phone_run):
     assert not gate[("tfl", "android-litert", "max_ttft_ms")].ok
     report = (run_dir / "report.html").read_text()
     assert "Variants on android-litert" in report and f"{want['ttft']:.2f}" in report
+    assert "measured on Google Pixel 8" in report
 
 
 def test_compare_sees_the_phone_between_two_runs(phone_run, tmp_path):

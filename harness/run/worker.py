@@ -36,6 +36,9 @@ def run_variant(job: VariantJob) -> dict[str, Any]:
               for rt, m in measurements.items() for name, s in m["suites"].items() if s.get("cache", {}).get("hits")]
     if reused:  # a note in the report: these answers were read from the response cache, not generated now
         build_info["notes"] = [*build_info.get("notes", []), f"answers from the response cache: {', '.join(reused)}"]
+    said = [f"{rt}: {m['info']['note']}" for rt, m in measurements.items() if (m.get("info") or {}).get("note")]
+    if said:  # what a runtime's numbers are, in its own words (e.g. a device runtime's estimate), in the report
+        build_info["notes"] = [*build_info.get("notes", []), *said]
     return {"artifact": str(artifact), "build": build_info, "measurements": measurements}
 
 

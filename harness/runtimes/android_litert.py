@@ -103,4 +103,19 @@ class AndroidLiteRT:
             out["device"] = Adb(options.adb, options.serial, 60).ready().identity()
         except HarnessError as exc:
             out["error"] = str(exc)
+            return out
+        out["note"] = note(out["device"], options)
         return out
+
+
+def note(device: dict[str, Any], options: AndroidOptions) -> str:
+    """The variant's note: which phone, how, and what the numbers are and leave out."""
+    from harness.runtimes._android_measure import NOT_INCLUDED
+
+    governor = f", cpufreq governor {device['cpufreq_governor']}" if device.get("cpufreq_governor") else ""
+    return (f"measured on {device.get('manufacturer') or ''} {device.get('model') or 'an Android device'} "
+            f"({device.get('soc') or 'SoC unknown'}, Android {device.get('android') or '?'}{governor}; serial "
+            f"{device.get('serial')}) by benchmark_model, {options.threads} threads, delegate {options.delegate}; "
+            "TTFT is an estimate: vision encode + the image tokens' prefill chunks + the first decode step, each "
+            "graph timed alone on random inputs; decode = one decode step; memory = the graph files' footprint "
+            f"growth summed; not included: {', '.join(NOT_INCLUDED)}").replace("  ", " ").replace("( ", "(")
