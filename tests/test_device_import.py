@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.devices import benchmark_model
 from harness.devices.app_format import DeviceResults, json_schema, loads, parse
 from harness.errors import DataError
+from harness.runtimes import benchmark_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "tests" / "data" / "benchmark_model"

@@ -222,7 +222,7 @@ STAGES_OF_GRAPHS = {"vision.tflite": "the vision stage (encoder + projector)", "
 def _record_graph(result: dict[str, Any], text: str, file: Path, variant: str, label: str,
                   source: dict[str, Any]) -> Imported:
     """One graph's benchmark_model numbers under `result["imported"][label]["graphs"]`, and a note."""
-    from harness.devices.benchmark_model import parse
+    from harness.runtimes.benchmark_model import parse
 
     parsed = parse(text, str(file))
     graph = parsed.graph or f"graph of {file.name}"

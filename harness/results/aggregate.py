@@ -9,10 +9,21 @@ values the kinds that measure them report.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from harness.results import rundir
 from harness.results.kinds import headlines, kind_of, measuring
+
+NOT_APPLICABLE = "not applicable"
+
+
+@dataclass(frozen=True)
+class NotApplicable:
+    """Key of `missing` for a kind this runtime does not measure by design (its suites planned not
+    applicable): a target only that kind measures is then *not applicable* here, not missed."""
+
+    kind: type
 
 
 def _suites_of(result: dict[str, Any], runtime: str) -> dict[str, Any]:
@@ -25,14 +36,19 @@ def summarize_runtime(result: dict[str, Any], runtime: str, baseline: dict[str, 
 
 
 def _summarize(result: dict[str, Any], runtime: str,
-               baseline: dict[str, Any]) -> tuple[dict[str, Any], dict[type, list[str]]]:
+               baseline: dict[str, Any]) -> tuple[dict[str, Any], dict[Any, list[str]]]:
     """The runtime summary, and per kind (class) why its suites were not measured."""
     base_suites = _suites_of(baseline, runtime) or _suites_of(baseline, "torch-eager")
     summary: dict[str, Any] = {"accuracy": {}, "errors": {}}
-    missing: dict[type, list[str]] = {}
+    missing: dict[Any, list[str]] = {}
     for name, data in _suites_of(result, runtime).items():
         kind = kind_of(data.get("kind"))
         status = data.get("status")
+        if status == NOT_APPLICABLE:  # the runtime does not measure this kind (the plan says why): no error
+            summary.setdefault("not_applicable", {})[name] = data.get("reason")
+            if kind is not None:
+                missing.setdefault(NotApplicable(type(kind)), []).append(f"suite '{name}': {data.get('reason')}")
+            continue
         if status != "ok":
             where = "unavailable" if status == "unavailable" else "errors"  # unavailable: cannot measure here
             summary.setdefault(where, {})[name] = data.get("error")
@@ -54,7 +70,7 @@ def _summarize(result: dict[str, Any], runtime: str,
 
 
 def evaluate_targets(summary: dict[str, Any], targets: dict[str, Any],
-                     missing: dict[type, list[str]] | None = None) -> dict[str, Any]:
+                     missing: dict[Any, list[str]] | None = None) -> dict[str, Any]:
     """pass / fail / undecided / not measured per target. *Undecided*: the 95 % interval straddles the
     limit, or the number is noisy and its replicates (processes) lie on both sides of the limit — more
     measurement could turn it either way, so it neither passes nor fails (the gate says so and how to
@@ -70,6 +86,11 @@ def evaluate_targets(summary: dict[str, Any], targets: dict[str, Any],
             verdicts[name] = {"status": "not measured", "limit": limit, "why": "no suite kind measures it"}
             continue
         rule, measured = kind.targets[name], kind.target_value(summary, name)
+        inapplicable = (missing or {}).get(NotApplicable(type(kind)))
+        if measured.value is None and inapplicable and not (missing or {}).get(type(kind)):
+            verdicts[name] = {"status": NOT_APPLICABLE, "limit": limit,
+                              "why": f"not applicable on this runtime: {inapplicable[0]}"}
+            continue
         if measured.value is None:
             why = "; ".join((missing or {}).get(type(kind), [])) or measured.why
             verdicts[name] = {"status": "not measured", "limit": limit, "why": why}
@@ -99,7 +120,7 @@ def _verdict(measured: Any, limit: float, upper: bool, unit: str) -> dict[str, A
     return verdict
 
 
-def _judge(summary: dict[str, Any], spec: dict[str, Any], missing: dict[type, list[str]]) -> None:
+def _judge(summary: dict[str, Any], spec: dict[str, Any], missing: dict[Any, list[str]]) -> None:
     """Targets, then each headline's recipe-policy verdict (e.g. parity thresholds) stored in it."""
     summary["targets"] = evaluate_targets(summary, spec["targets"], missing)
     for key, kind in headlines().items():

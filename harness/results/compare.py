@@ -130,6 +130,8 @@ def _variant_changes(old: LoadedRun, new: LoadedRun, variant: str, policy: dict[
         for name, data in new_suites.items():
             if name not in old_defs:
                 continue  # reported once as a run-level warning
+            if data.get("status") == "not applicable":
+                continue  # by design this runtime does not measure the suite's kind: nothing to compare
             differs = _definition_difference(old_defs[name], new_defs.get(name, {}))
             if differs:
                 reason = f"suite '{name}' is defined differently ({differs})"

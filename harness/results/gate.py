@@ -75,10 +75,15 @@ def _suite_checks(variant: str, runtime: str, data: dict[str, Any]) -> list[Chec
            for suite, reason in (data.get("errors") or {}).items()]
     out += [Check(variant, runtime, f"suite:{suite}", False, f"suite '{suite}' not measurable here: {reason}; "
                   f"{UNMEASURED_HINT}", error=True) for suite, reason in (data.get("unavailable") or {}).items()]
+    out += [Check(variant, runtime, f"suite:{suite}", True, f"suite '{suite}' not applicable: {reason}", skipped=True)
+            for suite, reason in (data.get("not_applicable") or {}).items()]
     return out
 
 
 def _target_check(variant: str, runtime: str, target: str, verdict: dict[str, Any]) -> Check:
+    if verdict["status"] == "not applicable":  # the runtime cannot measure it by design (the plan says why)
+        return Check(variant, runtime, target, True, f"{target} {verdict.get('why', 'not applicable')}",
+                     skipped=True)
     if verdict["status"] == "not measured":
         return Check(variant, runtime, target, False, f"{target} not measured ({verdict.get('why', '')}); "
                                                       "a target nobody measured is not met", error=True)

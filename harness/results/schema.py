@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from typing_extensions import NotRequired, TypedDict
 
-SuiteStatus = Literal["ok", "error", "unavailable"]
+SuiteStatus = Literal["ok", "error", "unavailable", "not applicable"]
 
 
 class PlannedRuntime(TypedDict):
@@ -27,6 +27,8 @@ class PlannedRuntime(TypedDict):
     runtime: str
     reason: str | None
     suites: list[str]
+    #: Suites of kinds the runtime does not measure (its `suite_kinds`), with why.
+    not_applicable: NotRequired[dict[str, str]]
 
 
 class PlannedVariant(TypedDict):
@@ -47,6 +49,10 @@ class RunPlan(TypedDict):
     report_version: int
     #: Absent in runs recorded before the plan was stored (their plan is recomputed on resume).
     plan: NotRequired[list[PlannedVariant]]
+    #: The recipe's `runtime_options` (each validated by its runtime's Config), for the measuring processes.
+    runtime_options: NotRequired[dict[str, dict[str, Any]]]
+    #: The preflight's notes: what will be recorded not measured (e.g. no phone connected).
+    notices: NotRequired[list[str]]
 
 
 class SuiteResult(TypedDict):
@@ -56,6 +62,7 @@ class SuiteResult(TypedDict):
     kind: str
     wall_seconds: NotRequired[float]
     error: NotRequired[str]
+    reason: NotRequired[str]
 
 
 class RuntimeMeasurement(TypedDict):
@@ -87,7 +94,7 @@ class VariantResult(TypedDict):
 
 
 class TargetVerdict(TypedDict):
-    status: Literal["pass", "fail", "undecided", "not measured"]
+    status: Literal["pass", "fail", "undecided", "not measured", "not applicable"]
     limit: float
     value: NotRequired[float]
     ci: NotRequired[list[float] | None]
@@ -101,6 +108,7 @@ class RuntimeSummary(TypedDict):
     accuracy: dict[str, dict[str, Any]]
     errors: dict[str, str | None]
     unavailable: NotRequired[dict[str, str | None]]
+    not_applicable: NotRequired[dict[str, str | None]]
     targets: dict[str, TargetVerdict]
 
 

@@ -49,7 +49,8 @@ def dry_run(recipe_path: Path, options: RunOptions) -> dict[str, Any]:
         variants.append({"name": variant.name, "formats": planned["formats"], "cached": _cached(recipe, variant),
                          "runtimes": planned["runtimes"]})
     return {"recipe": plan["recipe"], "output": str(output), "baseline": plan["baseline"], "limit": plan["limit"],
-            "variants": variants, "eta": _eta(history_in(output), plan["recipe"], len(variants))}
+            "variants": variants, "eta": _eta(history_in(output), plan["recipe"], len(variants)),
+            "notices": plan.get("notices", [])}
 
 
 def lines(described: dict[str, Any]) -> list[str]:
@@ -64,8 +65,11 @@ def lines(described: dict[str, Any]) -> list[str]:
         for runtime in variant["runtimes"]:
             if runtime["reason"] is None:
                 out.append(f"    {runtime['runtime']}: {', '.join(runtime['suites'])}")
+                out += [f"    {runtime['runtime']}: {suite} not applicable — {why}"
+                        for suite, why in runtime.get("not_applicable", {}).items()]
             else:
                 out.append(f"    {runtime['runtime']}: not applicable — {runtime['reason']}")
+    out += [f"preflight: {note}" for note in described.get("notices", [])]
     eta = described["eta"]
     out.append(f"ETA ~{eta['seconds'] / 60:.1f} min (median of {eta['from_runs']} earlier run(s))"
                if eta["seconds"] is not None else f"ETA: unknown ({eta['why']})")

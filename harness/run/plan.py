@@ -25,6 +25,10 @@ class RuntimeJob:
     runtime: str
     reason: str | None
     suites: tuple[dict[str, Any], ...] = ()
+    #: Suites of kinds the runtime does not measure (its `suite_kinds`), with why: recorded, never run.
+    not_applicable: tuple[tuple[dict[str, Any], str], ...] = ()
+    #: The recipe's `runtime_options` for this runtime (validated by its `Config`).
+    options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,23 @@ class VariantJob:
 
 def runs_torch(runtime: str) -> bool:
     return "torch" in RUNTIMES.get(runtime).accepts
+
+
+def suite_reason(runtime: str, kind: str) -> str | None:
+    """Why `runtime` does not measure suites of `kind` (None: it does), from the runtime's own
+    declaration (`suite_kinds`, absent: every kind; `not_measured`: why)."""
+    cls = RUNTIMES.get(runtime)
+    kinds = getattr(cls, "suite_kinds", None)
+    if kinds is None or kind in kinds:
+        return None
+    return (f"{runtime} measures {'/'.join(kinds)} suites only: "
+            f"{getattr(cls, 'not_measured', 'it cannot measure ' + kind)}")
+
+
+def make_runtime(name: str, options: dict[str, Any] | None = None) -> Any:
+    """An instance of runtime `name`, given its recipe options when its class declares a `Config`."""
+    cls = RUNTIMES.get(name)
+    return cls(options) if getattr(cls, "Config", None) is not None else cls()
 
 
 def resolve_suites(recipe: Recipe) -> list[dict[str, Any]]:
@@ -95,11 +116,15 @@ def plan_variant(variant: ResolvedVariant, runtimes: list[str], suites: list[dic
     reasons = runtime_plan(variant.formats, runtimes, variant.runtimes)
     planned = []
     for runtime in runtimes:
-        names = [s["name"] for s in suites]
-        if reasons[runtime] is None and not runs_torch(runtime):
-            names += [s["name"] for s in added]
-        planned.append({"runtime": runtime, "reason": reasons[runtime],
-                        "suites": names if reasons[runtime] is None else []})
+        wanted = list(suites) + (list(added) if reasons[runtime] is None and not runs_torch(runtime) else [])
+        record: dict[str, Any] = {"runtime": runtime, "reason": reasons[runtime], "suites": []}
+        if reasons[runtime] is None:
+            why = {s["name"]: suite_reason(runtime, s["kind"]) for s in wanted}
+            record["suites"] = [s["name"] for s in wanted if why[s["name"]] is None]
+            skipped = {name: reason for name, reason in why.items() if reason is not None}
+            if skipped:
+                record["not_applicable"] = skipped
+        planned.append(record)
     return {"name": variant.name, "formats": list(variant.formats), "runtimes": planned}
 
 
@@ -113,8 +138,10 @@ def variant_job(recipe: Recipe, variant: ResolvedVariant, planned: dict[str, Any
     from harness.paths import cache_dir
 
     by_name = {s["name"]: s for s in definitions}
-    runtimes = tuple(RuntimeJob(r["runtime"], r["reason"], tuple(by_name[n] for n in r["suites"]))
-                     for r in planned["runtimes"])
+    options = recipe.spec.runtime_options
+    runtimes = tuple(RuntimeJob(r["runtime"], r["reason"], tuple(by_name[n] for n in r["suites"]),
+                                tuple((by_name[n], why) for n, why in r.get("not_applicable", {}).items()),
+                                options.get(r["runtime"])) for r in planned["runtimes"])
     return VariantJob(variant=variant.name, base=recipe.spec.base.model_dump(), steps=tuple(variant.steps_as_data()),
                       runtimes=runtimes, cache_dir=str(cache_dir()), work_dir=str(work_dir),
                       recipe_dir=str(recipe.path.parent.resolve()) if recipe.path else None, seed=recipe.spec.seed,
@@ -123,15 +150,20 @@ def variant_job(recipe: Recipe, variant: ResolvedVariant, planned: dict[str, Any
 
 def job_for(base: dict[str, Any], steps: list[dict[str, Any]], formats: list[str], runtimes: list[str],
             suites: list[dict[str, Any]], cache: Path, work_dir: Path, chosen: list[str] | None = None,
-            recipe_dir: Path | None = None, use_cache: bool = True) -> VariantJob:
+            recipe_dir: Path | None = None, use_cache: bool = True,
+            options: dict[str, dict[str, Any]] | None = None) -> VariantJob:
     """A planned job for one variant outside a recipe run (tests, notebooks), by the same rules as
-    `plan_run`: `chosen` is the variant's own `runtimes:` list."""
+    `plan_run`: `chosen` is the variant's own `runtimes:` list, `options` the runtime options."""
     from harness.spec.suite_files import load_suite
 
     reasons = runtime_plan(formats, runtimes, chosen)
     parity = [] if any(s["kind"] == PARITY for s in suites) else \
         [load_suite(PARITY, recipe_dir).model_dump(mode="json")]
-    jobs = tuple(RuntimeJob(r, reasons[r], () if reasons[r] is not None else
-                            tuple(suites) + (() if runs_torch(r) else tuple(parity))) for r in runtimes)
-    return VariantJob(variant="variant", base=base, steps=tuple(steps), runtimes=jobs, cache_dir=str(cache),
+    jobs: list[RuntimeJob] = []
+    for r in runtimes:
+        wanted = [] if reasons[r] is not None else list(suites) + ([] if runs_torch(r) else parity)
+        why = [(s, suite_reason(r, s["kind"])) for s in wanted]
+        jobs.append(RuntimeJob(r, reasons[r], tuple(s for s, w in why if w is None),
+                               tuple((s, w) for s, w in why if w is not None), (options or {}).get(r)))
+    return VariantJob(variant="variant", base=base, steps=tuple(steps), runtimes=tuple(jobs), cache_dir=str(cache),
                       work_dir=str(work_dir), recipe_dir=str(recipe_dir) if recipe_dir else None, use_cache=use_cache)

@@ -60,18 +60,26 @@ def check_suites(definitions: list[dict[str, Any]], recipe_dir: Path | None) -> 
     return problems
 
 
-def check_runtimes(runtimes: list[str]) -> list[str]:
+def check_runtimes(runtimes: list[str],
+                   options: dict[str, dict[str, Any]] | None = None) -> tuple[list[str], list[str]]:
     """Every module a runtime imports is installed (presence only: importing coremltools alone takes
-    8 s; a module that is present but fails to import says why when the runtime loads)."""
+    8 s; a module that is present but fails to import says why when the runtime loads), and the
+    runtime's own `preflight(options)` where it has one (a device runtime: its settings, adb, the
+    device's state). Returns (problems, notes): a note is what the run records and goes on past."""
     from harness.registries import RUNTIMES
 
-    problems = []
+    problems, notes = [], []
     for name in runtimes:
+        own = getattr(RUNTIMES.get(name), "preflight", None)
+        if own is not None:
+            found, noted = own((options or {}).get(name))
+            problems += found
+            notes += noted
         for module, extra in getattr(RUNTIMES.get(name), "requires", ()):
             if importlib.util.find_spec(module.split(".")[0]) is None:
                 problems.append(f"runtime '{name}' needs the Python module '{module}', which is not installed: "
                                 f"pip install 'fastvlm-harness[{extra}]'")
-    return problems
+    return problems, notes
 
 
 def check_output(output: Path) -> list[str]:
@@ -94,12 +102,15 @@ def check_output(output: Path) -> list[str]:
     return []
 
 
-def preflight(recipe: Recipe, definitions: list[dict[str, Any]], output: Path) -> None:
-    """Every problem at once as `ConfigProblems` (exit code 2), or nothing."""
+def preflight(recipe: Recipe, definitions: list[dict[str, Any]], output: Path) -> list[str]:
+    """Every problem at once as `ConfigProblems` (exit code 2); else the notes of what will be
+    recorded not measured (e.g. no phone connected), one line each, for the plan and the terminal."""
     problems = check_base(recipe.spec.base.model, recipe.spec.base.revision)
     problems += check_suites(definitions, recipe.path.parent if recipe.path else None)
-    problems += check_runtimes(recipe.spec.runtimes)
+    found, notes = check_runtimes(recipe.spec.runtimes, recipe.spec.runtime_options)
+    problems += found
     problems += check_output(output)
     if problems:
         label = str(recipe.path) if recipe.path else "<recipe>"
         raise ConfigProblems([f"{label}: {p}" for p in dict.fromkeys(problems)])
+    return notes

@@ -36,6 +36,8 @@ class Job:
     config: Any
     processes: list[dict[str, Any]] = field(default_factory=list)
     failure: str | None = None
+    #: The recipe's `runtime_options` for the runtime (run.json), for a runtime that measures itself.
+    options: dict[str, Any] | None = None
 
     @property
     def rounds(self) -> int:
@@ -53,8 +55,19 @@ def pending_jobs(run: rundir.RunDir, plan: dict[str, Any]) -> list[Job]:
                 if data.get("status") == PENDING:
                     kind_cls = SUITE_KINDS.get(data["kind"])
                     jobs.append(Job(name, runtime, definitions[suite], result["artifact"], run.variant_dir(name),
-                                    kind_cls(), kind_cls.Config.model_validate(definitions[suite])))
+                                    kind_cls(), kind_cls.Config.model_validate(definitions[suite]),
+                                    options=(plan.get("runtime_options") or {}).get(runtime)))
     return jobs
+
+
+def process_job(job: Job, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The process that measures `job`: the runtime's own when it declares one for this kind (a
+    device runtime times graphs on the device instead of loading and generating here), else the kind's."""
+    from harness.run.plan import make_runtime
+
+    runtime = make_runtime(job.runtime, job.options)
+    own = runtime.process_job(job.suite["kind"], job.config, data) if hasattr(runtime, "process_job") else None
+    return own or job.kind.process_job(job.config, data)
 
 
 def _measure(job: Job, round_label: int | str, position: int, recipe_dir: Path | None) -> None:
@@ -64,9 +77,8 @@ def _measure(job: Job, round_label: int | str, position: int, recipe_dir: Path |
 
     index = len(job.processes)
     threads = int(os.environ.get("HARNESS_THREADS", "0")) or None
-    target, payload = job.kind.process_job(job.config, {"runtime": job.runtime, "artifact": job.artifact,
-                                                        "recipe_dir": str(recipe_dir) if recipe_dir else None,
-                                                        "threads": threads})
+    target, payload = process_job(job, {"runtime": job.runtime, "artifact": job.artifact,
+                                        "recipe_dir": str(recipe_dir) if recipe_dir else None, "threads": threads})
     timeout = getattr(job.config, "process_timeout_s", None) or getattr(job.config, "timeout_s", 600)
     files = rundir.measurement_files(job.folder, job.suite["kind"], job.suite["name"], index)
     outcome = run_isolated(target, payload, files, timeout)

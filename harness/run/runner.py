@@ -11,6 +11,7 @@ rendered to HTML; the gate reads the same summary.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,11 +76,12 @@ def prepare(recipe_path: Path, options: RunOptions) -> tuple[Recipe, dict[str, A
     suites = limit_suites(resolve_suites(recipe), options.limit)
     added = added_suites(recipe, suites)
     output = output_of(recipe, recipe_path, options.output)
-    preflight(recipe, [*suites, *added], output)
+    notices = preflight(recipe, [*suites, *added], output)
     plan = {"recipe": recipe.spec.name, "recipe_path": str(recipe_path.resolve()),
             "variants": [v.name for v in recipe.variants], "baseline": recipe.baseline, "suites": suites,
             rundir.FORMAT_KEY: rundir.RUN_FORMAT_VERSION, "added_suites": added, "limit": options.limit,
             "overrides": list(options.overrides), "plan": plan_run(recipe, suites, added),
+            "runtime_options": recipe.spec.runtime_options, "notices": notices,
             "executor": {"executor": options.executor, "jobs": options.jobs, "address": options.ray_address}}
     return recipe, plan, output
 
@@ -210,6 +212,8 @@ def run(recipe_path: Path | None = None, output: Path | None = None, resume: Pat
     else:
         assert recipe_path is not None
         folder, plan, recipe = start(recipe_path, options)
+        for note in plan.get("notices", []):  # what the run will record as not measured, said before it builds
+            print(f"preflight: {note}", file=sys.stderr)
     build_reference(recipe, options.progress)
     timings = {"prepare_s": time.perf_counter() - began}
     with RunProgress(enabled=options.progress) as bar:

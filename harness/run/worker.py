@@ -13,6 +13,7 @@ from harness.errors import HarnessError, RuntimeUnavailable
 from harness.run.plan import RuntimeJob, VariantJob
 
 PENDING = "pending"
+NOT_APPLICABLE = "not applicable"
 PENDING_WHY = ("measured in the run's interleaved rounds after every variant is built; the run stopped before "
                "them — `harness run --resume RUN_DIR` measures it")
 
@@ -35,20 +36,25 @@ def run_variant(job: VariantJob) -> dict[str, Any]:
               for rt, m in measurements.items() for name, s in m["suites"].items() if s.get("cache", {}).get("hits")]
     if reused:  # a note in the report: these answers were read from the response cache, not generated now
         build_info["notes"] = [*build_info.get("notes", []), f"answers from the response cache: {', '.join(reused)}"]
+    said = [f"{rt}: {m['info']['note']}" for rt, m in measurements.items() if (m.get("info") or {}).get("note")]
+    if said:  # what a runtime's numbers are, in its own words (e.g. a device runtime's estimate), in the report
+        build_info["notes"] = [*build_info.get("notes", []), *said]
     return {"artifact": str(artifact), "build": build_info, "measurements": measurements}
 
 
 def _measure(job: VariantJob, planned: RuntimeJob, artifact: Path, key: str, recipe_dir: Path | None) -> dict[str, Any]:
     """Every planned suite on one runtime; a failing suite is recorded and the others still run."""
-    from harness.registries import RUNTIMES, SUITE_KINDS
+    from harness.registries import SUITE_KINDS
+    from harness.run.plan import make_runtime
     from harness.suites._context import SuiteContext
 
-    runtime = RUNTIMES.get(planned.runtime)()
+    runtime = make_runtime(planned.runtime, planned.options)
     ctx = SuiteContext(runtime_name=planned.runtime, runtime=runtime, artifact=artifact, work_dir=Path(job.work_dir),
                        recipe_dir=recipe_dir, random_weights=job.base["model"].startswith("random:"),
                        variant_key=key, cache_dir=Path(job.cache_dir), use_cache=job.use_cache)
-    per_suite: dict[str, Any] = {}
-    blocked = _probe(runtime, ctx)
+    per_suite: dict[str, Any] = {suite["name"]: {"status": NOT_APPLICABLE, "kind": suite["kind"], "reason": why}
+                                 for suite, why in planned.not_applicable}  # recorded with why, never run
+    blocked = _probe(runtime, ctx) if planned.suites else None
     for suite in planned.suites:
         kind = SUITE_KINDS.get(suite["kind"])
         start = time.perf_counter()

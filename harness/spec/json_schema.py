@@ -19,6 +19,16 @@ def _step_union() -> Any:
     return Annotated[Union[configs], Field(discriminator="kind")]  # noqa: UP007 - a runtime-built union
 
 
+def _runtime_options() -> type:
+    """`runtime_options`: one optional entry per runtime that declares a `Config`, that Config's schema."""
+    from harness.registries import RUNTIMES
+    from harness.spec.base import Strict
+
+    fields = {name.replace("-", "_"): (RUNTIMES.get(name).Config | None, Field(None, alias=name))
+              for name in RUNTIMES.names() if getattr(RUNTIMES.get(name), "Config", None) is not None}
+    return create_model("RuntimeOptions", __base__=Strict, **fields)
+
+
 def _models() -> type:
     step = _step_union()
     variant = create_model("VariantSpec", __base__=VariantSpec, steps=(list[step], Field(default_factory=list)))
@@ -26,7 +36,9 @@ def _models() -> type:
                         base=(str | BaseModelSpec, Field(default_factory=BaseModelSpec,
                                                          description="a model id (nano, random:<shape>, a local "
                                                                      "checkpoint dir, a hub id) or the full object")),
-                        variants=(list[variant], Field(default_factory=list)))
+                        variants=(list[variant], Field(default_factory=list)),
+                        runtime_options=(_runtime_options(), Field(
+                            default_factory=dict, description=RecipeSpec.model_fields["runtime_options"].description)))
 
 
 def json_schema() -> dict[str, Any]:

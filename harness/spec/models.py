@@ -100,6 +100,10 @@ class RecipeSpec(Strict):
     variants: list[VariantSpec] = Field(default_factory=list)
     grid: list[GridSpec] = Field(default_factory=list)
     runtimes: list[str] = Field(default_factory=lambda: ["torch-eager"])
+    runtime_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="settings of the runtimes that take them, by runtime name, each validated "
+                                          "by that runtime's own Config (e.g. android-litert: {serial, "
+                                          "benchmark_model, threads, delegate, runs}; docs/devices.md)")
     suites: list[str] = Field(default_factory=lambda: ["nano-vqa", "latency", "memory", "size"])
     targets: Targets = Field(default_factory=Targets)
     regression: RegressionPolicy = Field(default_factory=RegressionPolicy)

@@ -94,6 +94,26 @@ def _check_objectives(spec: RecipeSpec, problems: Problems) -> None:
         check_search(spec.search, problems, known)
 
 
+def _check_runtime_options(spec: RecipeSpec, problems: Problems) -> None:
+    """Each `runtime_options` entry names a recipe runtime that takes options, and its runtime's own
+    `Config` accepts them (so a runtime adds its settings in its own file)."""
+    for name, options in spec.runtime_options.items():
+        loc = ("runtime_options", name)
+        config = getattr(RUNTIMES.get(name), "Config", None) if name in RUNTIMES else None
+        if name not in RUNTIMES:
+            problems.add(loc, f"unknown runtime '{name}'{did_you_mean(name, RUNTIMES.names())}")
+        elif name not in spec.runtimes:
+            problems.add(loc, f"runtime '{name}' is not in the recipe's runtimes {spec.runtimes}: add it there or "
+                              "drop its options")
+        elif config is None:
+            problems.add(loc, f"runtime '{name}' takes no options")
+        else:
+            try:
+                config.model_validate(options)
+            except ValidationError as exc:
+                problems.add_validation(exc, config, loc, f"runtime '{name}'")
+
+
 def _check_variants(variants: list[ResolvedVariant], spec: RecipeSpec, problems: Problems) -> None:
     names = [v.name for v in variants]
     for name in dict.fromkeys(n for n in names if names.count(n) > 1):
@@ -132,6 +152,7 @@ def parse_recipe(data: Any, path: Path | None = None, lines: dict[Loc, int] | No
     variants = [v for v in resolved if v is not None]
     _check_variants(variants, spec, problems)
     _check_objectives(spec, problems)
+    _check_runtime_options(spec, problems)
     problems.raise_if_any()
     if not variants:
         variants = [ResolvedVariant(name="base", steps=[])]

@@ -184,8 +184,10 @@ def headline(data: dict[str, Any], metric: str) -> tuple[float, list[float]]:
 
 def per_round_ratios(result: dict[str, Any], base: dict[str, Any] | None, metric: str) -> list[float]:
     """The variant's per-process median over the baseline variant's, for every round both measured
-    (an extra round of re-measured processes included: the baseline is measured in it too)."""
-    if base is None:
+    (an extra round of re-measured processes included: the baseline is measured in it too). Only
+    between measurements of one machine: a device runtime's rounds (`device` set) ran on a phone,
+    where this machine's drift does not reach, so a ratio to a host measurement cancels nothing."""
+    if base is None or result.get("device") != base.get("device"):
         return []
 
     def rounds(data: dict[str, Any]) -> dict[str, float]:  # keyed "0", "1", … and "again-1", …

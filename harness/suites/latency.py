@@ -152,8 +152,8 @@ def summarize_latency(data: dict[str, Any]) -> dict[str, Any]:
     return {"ttft_p50_ms": ttft, "ttft_p50_ci": ttft_ci, "ttft_p50_interval": ttft_ci,
             "decode_tokens_per_s_interval": decode_ci, "processes": data.get("processes", 1),
             "ttft_p90_ms": stats["ttft_ms"]["p90"], "ttft_cv": stats["ttft_ms"]["cv"],
-            "preprocess_p50_ms": headline(data, "preprocess_ms")[0], "vision_p50_ms": headline(data, "vision_ms")[0],
-            "prefill_p50_ms": headline(data, "prefill_ms")[0],
+            "preprocess_p50_ms": _stage(data, "preprocess_ms"), "vision_p50_ms": _stage(data, "vision_ms"),
+            "prefill_p50_ms": _stage(data, "prefill_ms"),
             "decode_tokens_per_s_p50": decode, "decode_tokens_per_s_ci": decode_ci,
             "iterations": data["iterations"], "new_tokens": data.get("new_tokens"),
             "cold_start_ms": data["cold_start"]["load_ms"] + data["cold_start"]["first_generation_ms"],
@@ -161,7 +161,14 @@ def summarize_latency(data: dict[str, Any]) -> dict[str, Any]:
             "noisy": bool(noise.get("noisy")), "between_process_cv": noise.get("between_process_cv"),
             "noisy_why": (f"its processes disagree: between-process CV {noise['between_process_cv']:.2f} > "
                           f"{noise['threshold']}") if noise.get("noisy") else None,
-            "excluded_processes": noise.get("excluded", 0), "ttft_process_range": _range(data, "ttft_ms")}
+            "excluded_processes": noise.get("excluded", 0), "ttft_process_range": _range(data, "ttft_ms"),
+            **({"estimate": data["estimate"]} if data.get("estimate") else {})}
+
+
+def _stage(data: dict[str, Any], stage: str) -> float | None:
+    """A stage's headline, or None for a stage the runtime did not time (a device runtime does not
+    time host-side preprocessing: absent, never zero)."""
+    return headline(data, stage)[0] if stage in data["stats"] else None
 
 
 def _range(data: dict[str, Any], metric: str) -> list[float] | None:

@@ -1,5 +1,6 @@
 """Read the output of LiteRT/TFLite's `benchmark_model` (the command-line tool, or the Android
-benchmark app's logcat) into numbers.
+benchmark app's logcat) into numbers — for `harness device import` (a log measured elsewhere) and
+the `android-litert` runtime (a run it started over adb), so both read the tool the same way.
 
 `benchmark_model` loads one `.tflite` graph, feeds it random inputs and times `Invoke()`:
 initialisation, the first inference, the warm-up runs and the steady-state runs (the `count=`
