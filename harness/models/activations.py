@@ -26,7 +26,7 @@ def tensor_stats(tensor: Any) -> dict[str, float]:
     values = tensor.detach().float()
     tiny = torch.finfo(tensor.dtype).tiny if tensor.dtype.is_floating_point else 0.0
     magnitude = values.abs()
-    return {"std": float(values.std()), "zero_fraction": float((magnitude == 0).float().mean()),
+    return {"std": float(values.std(correction=0)), "zero_fraction": float((magnitude == 0).float().mean()),
             "subnormal_fraction": float(((magnitude > 0) & (magnitude < tiny)).float().mean()),
             "finite": bool(torch.isfinite(values).all())}
 
