@@ -26,9 +26,7 @@ class ReparamCounts:
 
 
 def has_training_branches(module: torch.nn.Module) -> bool:
-    """A reparameterisable module that is still in train form (its fused conv not built yet)."""
-    if getattr(module, "inference_mode", False) and getattr(module, "reparam_conv", None) is not None:
-        return False
+    """A reparameterisable module that is still in train form: its fused conv is not built yet."""
     return getattr(module, "reparam_conv", None) is None
 
 
