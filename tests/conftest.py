@@ -18,21 +18,44 @@ ROOT = Path(__file__).resolve().parents[1]
 def build_tiny(seed: int = 0, vision_args: dict | None = None, text_args: dict | None = None):
     """The harness's tiny config-built `fast_vlm`, with non-trivial BatchNorm weights and statistics
     (so reparameterisation and export tests see real folding)."""
-    import torch
 
     from harness.training.ddp_check import tiny_model
 
     loaded = tiny_model(seed, vision_args, text_args)
+    randomize_batchnorms(loaded.model, seed)
+    return loaded
+
+
+def randomize_batchnorms(model, seed: int = 0) -> None:
+    """Non-default running stats and affine parameters in every BatchNorm2d, so a fold is exercised."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for module in loaded.model.modules():
+        for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 n = module.num_features
                 module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
                 module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
                 module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
                 module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-    return loaded
+
+
+def build_tiny_inference_mode(seed: int = 0):
+    """The tiny model with its tower in released form (inference mode, ConvFFN BatchNorms unfolded)
+    and realistic weights (see harness/models/_random_init.py), BatchNorm stats randomised."""
+    from harness.models import nano
+    from harness.models.fastvlm import LoadedModel
+    from harness.models.shapes import realistic_model
+    from harness.training.ddp_check import TINY_TEXT, TINY_VISION
+
+    processor = nano.build_processor()
+    config = nano.build_config(processor.tokenizer, vision_args={**TINY_VISION, "inference_mode": True},
+                               text_args=TINY_TEXT)
+    model = realistic_model(config, seed=seed, calibration_size=nano.IMAGE_SIZE)
+    model.generation_config.eos_token_id = config.text_config.eos_token_id
+    randomize_batchnorms(model, seed)
+    return LoadedModel(model=model, processor=processor, source="tiny-inference-mode")
 
 
 @pytest.fixture

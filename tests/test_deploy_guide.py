@@ -106,7 +106,8 @@ def _follow_android_guide(facts: dict[str, Any], image: Any, new_tokens: int) ->
         out = prefill(embeddings=padded, input_pos=positions, mask=_mask(np.minimum(positions, len(ids) - 2),
                                                                           slots, value), **cache)
         cache = {k: out[k] for k in cache}
-    decode, stops, answer = run["decoder"].get_signature_runner(s["decode"]), {t["id"] for t in prompt["stop_tokens"]}, []
+    decode, answer = run["decoder"].get_signature_runner(s["decode"]), []
+    stops = {t["id"] for t in prompt["stop_tokens"]}
     row, pos = rows[-1], len(ids) - 1
     while len(answer) < new_tokens:
         out = decode(embeddings=row[None, None], input_pos=np.array([pos], np.int32), mask=_mask([pos], slots, value),

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ModelLoadError, StepError
+from harness.errors import ModelLoadError, RuntimeUnavailable, StepError
 from harness.models.fastvlm import is_plain_tensor
 
 #: The build record: base model, base config, steps and their records, notes, packed tensors.
@@ -54,6 +54,15 @@ def save_variant(loaded: Any, out_dir: Path, record: dict[str, Any]) -> None:
                                                indent=2, default=str))
 
 
+def save_size_only(config: Any, processor: Any, out_dir: Path, record: dict[str, Any]) -> None:
+    """A variant that could not be built here: config, processor and the record with its size estimate
+    (`record["size_only"]`); no weights. Loading it raises RuntimeUnavailable with the reason."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    (out_dir / BUILD_RECORD).write_text(json.dumps({**record, "format": FORMAT, "packed": {}}, indent=2, default=str))
+
+
 def has_build_record(path: Path) -> bool:
     return (path / BUILD_RECORD).exists()
 
@@ -76,6 +85,8 @@ def load_variant(path: Path) -> Any:
     from harness.steps._base import StepContext, apply_step
 
     record = read_build_record(path)
+    if record.get("size_only"):
+        raise RuntimeUnavailable(record["size_only"]["reason"])
     config = FastVlmConfig.from_dict(record["base_config"])
     model = FastVlmForConditionalGeneration(config).eval()
     processor = AutoProcessor.from_pretrained(str(path))

@@ -78,6 +78,8 @@ class BuildInfo(TypedDict):
     notes: list[str]
     build_seconds: float | None
     training: list[dict[str, Any]]
+    #: Why the variant was not built here (a random model too large for this machine): size estimated only.
+    size_only: NotRequired[str]
 
 
 class VariantResult(TypedDict):

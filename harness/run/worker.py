@@ -31,7 +31,7 @@ def run_variant(job: VariantJob) -> dict[str, Any]:
         if planned.reason is not None:  # recorded, shown in the report: never a silent skip
             measurements[planned.runtime] = {"status": "not applicable", "reason": planned.reason, "suites": {}}
             continue
-        measurements[planned.runtime] = _measure(job, planned, artifact, build_info["key"], recipe_dir)
+        measurements[planned.runtime] = _measure(job, planned, artifact, build_info, recipe_dir)
     reused = [f"{rt}/{name} {s['cache']['hits']}/{s['cache']['hits'] + s['cache']['misses']}"
               for rt, m in measurements.items() for name, s in m["suites"].items() if s.get("cache", {}).get("hits")]
     if reused:  # a note in the report: these answers were read from the response cache, not generated now
@@ -42,8 +42,10 @@ def run_variant(job: VariantJob) -> dict[str, Any]:
     return {"artifact": str(artifact), "build": build_info, "measurements": measurements}
 
 
-def _measure(job: VariantJob, planned: RuntimeJob, artifact: Path, key: str, recipe_dir: Path | None) -> dict[str, Any]:
-    """Every planned suite on one runtime; a failing suite is recorded and the others still run."""
+def _measure(job: VariantJob, planned: RuntimeJob, artifact: Path, build_info: dict[str, Any],
+             recipe_dir: Path | None) -> dict[str, Any]:
+    """Every planned suite on one runtime; a failing suite is recorded and the others still run. A
+    size-only variant (too large to build here) blocks every session suite, deferred ones included."""
     from harness.registries import SUITE_KINDS
     from harness.run.plan import make_runtime
     from harness.suites._context import SuiteContext
@@ -51,10 +53,12 @@ def _measure(job: VariantJob, planned: RuntimeJob, artifact: Path, key: str, rec
     runtime = make_runtime(planned.runtime, planned.options)
     ctx = SuiteContext(runtime_name=planned.runtime, runtime=runtime, artifact=artifact, work_dir=Path(job.work_dir),
                        recipe_dir=recipe_dir, random_weights=job.base["model"].startswith("random:"),
-                       variant_key=key, cache_dir=Path(job.cache_dir), use_cache=job.use_cache)
+                       variant_key=build_info["key"], cache_dir=Path(job.cache_dir), use_cache=job.use_cache)
     per_suite: dict[str, Any] = {suite["name"]: {"status": NOT_APPLICABLE, "kind": suite["kind"], "reason": why}
                                  for suite, why in planned.not_applicable}  # recorded with why, never run
     blocked = _probe(runtime, ctx) if planned.suites else None
+    if blocked is None and build_info.get("size_only"):
+        blocked = {"status": "unavailable", "error": build_info["size_only"]}
     for suite in planned.suites:
         kind = SUITE_KINDS.get(suite["kind"])
         start = time.perf_counter()

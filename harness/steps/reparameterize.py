@@ -1,8 +1,12 @@
 """FastViT reparameterisation, plus the ConvFFN BatchNorm fold that Apple's weights never got.
 
-timm's `reparameterize_model` collapses MobileOne / RepMixer / RepCPE training branches into
-single convolutions; each ConvFFN's 7x7 depthwise conv + BatchNorm is then folded with
-`torch.nn.utils.fusion.fuse_conv_bn_eval`. Outputs stay equal (float rounding only).
+Works on a train-form tower (nano: MobileOne / RepMixer / RepCPE training branches collapse into
+single convolutions) and on an inference-mode one (released FastVLM weights, `random:fastvlm-*`:
+the branches were fused before release, so only what still has branches is fused — timm's own
+`reparameterize_model` crashes there). Each ConvFFN's 7x7 depthwise conv + BatchNorm is then
+folded with `torch.nn.utils.fusion.fuse_conv_bn_eval` in both forms. Outputs stay equal (float
+rounding only). On replay the same calls rebuild the same structure on the skeleton (the fused
+weights are then overwritten by the stored tensors).
 """
 
 from __future__ import annotations
@@ -34,22 +38,12 @@ class Reparameterize(Step):
     examples: ClassVar[list[dict]] = [{"kind": "reparameterize"}]
 
     def apply(self, config: ReparameterizeConfig, model: Any, ctx: StepContext) -> None:
-        import torch
-        from timm.models import reparameterize_model
-        from timm.models.fastvit import ConvMlp
-        from torch.nn.utils.fusion import fuse_conv_bn_eval
+        from harness.models._fastvit import reparameterize_tower
 
         tower = model.vision.timm_model
-        tower.eval()
         before = sum(1 for _ in tower.modules())
-        reparameterize_model(tower, inplace=True)
-        folded = 0
-        if config.fold_convffn_bn:
-            for module in tower.modules():
-                if isinstance(module, ConvMlp) and not isinstance(module.conv.bn, torch.nn.Identity):
-                    module.conv.conv = fuse_conv_bn_eval(module.conv.conv, module.conv.bn)
-                    module.conv.bn = torch.nn.Identity()
-                    folded += 1
+        counts = reparameterize_tower(tower, fold_convffn_bn=config.fold_convffn_bn)
         model.model.config.vision_config.model_args["inference_mode"] = True
         after = sum(1 for _ in tower.modules())
-        ctx.note(f"vision: {before} -> {after} modules, {folded} ConvFFN BatchNorms folded")
+        ctx.note(f"vision: {before} -> {after} modules; {counts.reparameterized} blocks reparameterised, "
+                 f"{counts.already_fused} already in inference form; {counts.folded_bn} ConvFFN BatchNorms folded")

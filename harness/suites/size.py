@@ -148,12 +148,27 @@ def _torchao_types(packed: dict[str, Any]) -> dict[str, int]:
     return types
 
 
+def estimated_size(size_only: dict[str, Any], files_bytes: int) -> dict[str, Any]:
+    """A size-only variant (too large to build here, see harness/models/sizing.py): the files on disk
+    (config, tokenizer) plus the fp32 weights it would store, from the meta-device estimate, and the
+    estimate's parameter counts and fp16/INT8/INT4 bytes."""
+    estimate = size_only["estimate"]
+    weights = estimate["bytes"]["fp32"]
+    llm_params = estimate["params"]["llm"]
+    total = files_bytes + weights
+    return {"estimated": True, "estimate": estimate, "total_bytes": total, "total_mb": total / 1e6,
+            "weights_mb": weights / 1e6, "llm_params": llm_params, "llm_weight_bytes": 4 * llm_params,
+            "llm_fp16_bytes": 2 * llm_params, "llm_ratio_to_fp16": 2.0,
+            "storage_format": f"not built here ({size_only['reason']}); estimated fp32 safetensors"}
+
+
 class SizeConfig(SuiteConfig):
     kind: Literal["size"] = "size"
 
 
 #: Size fields kept in the summary when the result has them.
-SUMMARY_EXTRAS = ("storage_format", "llm_weight_bytes", "llm_ratio_to_fp16", "packed_ratio_to_fp16")
+SUMMARY_EXTRAS = ("storage_format", "llm_weight_bytes", "llm_ratio_to_fp16", "packed_ratio_to_fp16", "estimated",
+                  "estimate")
 ROLE_CATEGORY = {"graph": "weights", "external-data": "weights", "weights": "weights", "tokenizer": "tokenizer_assets"}
 
 
@@ -231,8 +246,11 @@ class Size(SuiteKind):
         result = {"format": fmt, "total_bytes": total, "total_mb": total / 1e6,
                   "weights_mb": totals.get("weights", 0) / 1e6, "by_category_bytes": totals,
                   "files": listing, "by_format": by_format}
-        if fmt == "torch" and (ctx.artifact / WEIGHTS).is_file() and has_build_record(ctx.artifact):
-            result.update(weight_summary(ctx.artifact, read_build_record(ctx.artifact)))
+        record = read_build_record(ctx.artifact) if fmt == "torch" and has_build_record(ctx.artifact) else {}
+        if record.get("size_only"):
+            result.update(estimated_size(record["size_only"], total))
+        elif record and (ctx.artifact / WEIGHTS).is_file():
+            result.update(weight_summary(ctx.artifact, record))
         elif fmt != "torch":
             result["storage_format"] = _export_format_line(ctx.artifact, fmt)
         return result
