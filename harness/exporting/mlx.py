@@ -51,7 +51,8 @@ def mlx_config(loaded: Any) -> dict[str, Any]:
         raise StepError(f"{STEP}: head width {head_dim or hidden / heads} with hidden_size {hidden} and {heads} heads "
                         "cannot be described by mlx-lm's qwen2 (head_dim = hidden_size / heads): pruned heads? "
                         "export the variant without structured-prune heads")
-    tied = named_module(loaded.model, "lm_head").weight is named_module(loaded.model, "embed_tokens").weight
+    head = getattr(named_module(loaded.model, "lm_head"), "weight", None)  # None: a packed head (refused later)
+    tied = head is not None and head is getattr(named_module(loaded.model, "embed_tokens"), "weight", None)
     return {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": hidden,
             "num_hidden_layers": text.num_hidden_layers, "intermediate_size": text.intermediate_size,
             "num_attention_heads": heads, "num_key_value_heads": text.num_key_value_heads or heads,

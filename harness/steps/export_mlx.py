@@ -13,6 +13,7 @@ from harness.errors import require
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext, no_targets
 
+DEFAULT_GROUP = 64  # what Apple ships FastVLM's MLX LLM with
 VISION = {"torch": "the variant's own vision tower + projector (torch, from this artifact's weights)",
           "onnx": "vision.onnx in this folder (ONNX Runtime)"}
 
@@ -23,8 +24,9 @@ class ExportMlxConfig(StepConfig):
         "float16", description="dtype of the float weights (and of the scales/biases when quantized)")
     bits: Literal[4, 8] | None = Field(None, description="mlx.core.quantize bits for every Linear and the embedding; "
                                                          "null keeps the LLM float")
-    group_size: Literal[32, 64, 128] = Field(64, description="quantization group size (with bits; must divide "
-                                                             "hidden_size and intermediate_size)")
+    group_size: Literal[32, 64, 128] | None = Field(
+        None, description="quantization group size with bits (default 64, Apple's); must divide hidden_size and "
+                          "intermediate_size")
     vision: Literal["torch", "onnx"] = Field(
         "torch", description="where the runtime computes image features: the variant's torch vision tower + "
                              "projector, or a vision.onnx written into the export (needs the onnx extra)")
@@ -32,7 +34,7 @@ class ExportMlxConfig(StepConfig):
     @model_validator(mode="after")
     def _only_llm(self) -> ExportMlxConfig:
         no_targets(self, "the MLX export is always the LLM; `vision` picks the vision graph")
-        if self.bits is None and "group_size" in self.model_fields_set:
+        if self.bits is None and self.group_size is not None:
             raise ValueError("group_size applies only to a quantized export: set bits: 4 or 8, or drop group_size")
         return self
 
@@ -57,7 +59,8 @@ class ExportMlx(Step):
 
         folder = ctx.export_dir("mlx")
         roles = save_assets(model, folder)
-        result = write_llm(model, folder / LLM_DIR, config.dtype, config.bits, config.group_size)
+        group = config.group_size or DEFAULT_GROUP
+        result = write_llm(model, folder / LLM_DIR, config.dtype, config.bits, group)
         graphs = {"llm": LLM_DIR}
         if config.vision == "onnx":
             require("onnx", "onnx", "step export-mlx with vision: onnx")
@@ -65,11 +68,13 @@ class ExportMlx(Step):
 
             graphs.update(export_model(model, folder, ["vision"], 17, 100.0)["graphs"])
         roles.update({f"{LLM_DIR}/model.safetensors": "weights", f"{LLM_DIR}/config.json": "config"})
-        quant = {"bits": config.bits, "group_size": config.group_size} if config.bits else {}
-        settings = {"exporter": f"mlx-lm {package_version('mlx-lm')} qwen2 (mlx {mx.__version__})",
+        quant = {"bits": config.bits, "group_size": group} if config.bits else {}
+        mode = f"affine int{config.bits} g{group}" if config.bits else "float"
+        versions = f"mlx-lm {package_version('mlx-lm')}, mlx {mx.__version__}"
+        settings = {"exporter": f"mlx-lm qwen2, {mode} {config.dtype} ({versions})",
                     "layout": f"{LLM_DIR}/: mlx-lm model directory (config.json + model.safetensors)",
                     "dtype": config.dtype,
-                    "mode": f"affine int{config.bits} g{config.group_size}" if config.bits else "float",
+                    "mode": mode,
                     **quant, "vision": config.vision, "vision_graph": VISION[config.vision]}
         facts = model_facts(model, mlx_config=result["config"], quantized_layers=result["quantized_layers"])
         manifest = write_export_manifest(folder, "mlx", settings, graphs, roles, facts)
