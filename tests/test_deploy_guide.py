@@ -172,3 +172,18 @@ def test_bad_targets_are_one_line(built, tmp_path):
     result = CliRunner().invoke(app, ["deploy-guide", str(run.path), "--variant", "b", "-o", str(tmp_path / "b.md")])
     assert result.exit_code == 0 and "`b` on LiteRT" in (tmp_path / "b.md").read_text()
     assert json.loads((built["tflite"] / "exports" / "tflite" / "export.json").read_text())  # untouched
+
+
+def test_the_ios_guide_names_the_mlx_llm_when_the_variant_has_one(tmp_path):
+    """Apple's split — vision in Core ML, the LLM in MLX — in one guide, with the MLX folder's facts."""
+    pytest.importorskip("mlx_lm")
+    from harness.deploy.facts import collect
+    from harness.deploy.guide import render
+
+    mlx = {"kind": "export-mlx", "bits": 4, "group_size": 32, "dtype": "float32"}
+    exports.build_artifact(tmp_path / "split", [COREML, mlx], COREML)
+    facts = collect(tmp_path / "split", "coreml")
+    assert facts["mlx"]["quantization"]["bits"] == 4 and facts["mlx"]["quantization"]["group_size"] == 32
+    assert facts["mlx"]["bytes"] == sum(f["bytes"] for f in facts["mlx"]["files"]) > 0
+    text = render(facts, "ios")
+    assert "## The LLM in MLX" in text and "4-bit, group size 32" in text and "`llm/model.safetensors`" in text

@@ -36,7 +36,22 @@ def collect(artifact: Path, fmt: str) -> dict[str, Any]:
         "prompt": prompt(folder, manifest.get("model", {})),
         "tokenizer_files": [f["file"] for f in files if f["role"] == "tokenizer"],
         "export_steps": [s.get("kind", "?") for s in manifest.get("steps", [])],
+        "mlx": mlx_llm(artifact) if fmt != "mlx" else None,
     }
+
+
+def mlx_llm(artifact: Path) -> dict[str, Any] | None:
+    """The variant's MLX LLM (`export-mlx`), when it has one: Apple's split puts the LLM in MLX and the
+    vision encoder in Core ML, so an iOS guide names both."""
+    folder = artifact / "exports" / "mlx"
+    if not (folder / "export.json").is_file():
+        return None
+    _, manifest = read_export(artifact, "mlx")
+    config = json.loads((folder / "llm" / "config.json").read_text())
+    files = [f for f in manifest.get("files", []) if f["file"].startswith("llm/")]
+    return {"folder": str(folder / "llm"), "settings": manifest.get("settings", {}),
+            "quantization": config.get("quantization"), "hidden_size": config.get("hidden_size"),
+            "layers": config.get("num_hidden_layers"), "files": files, "bytes": sum(f["bytes"] for f in files)}
 
 
 def _graphs(folder: Path, fmt: str, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
