@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from harness.data.nano_vqa import KINDS, _digit_indices, generate_items, vocabulary
+from harness.data.nano_vqa import KINDS, digit_indices, generate_items, vocabulary
 
 SIZES = {"train": 300, "validation": 60, "test": 80}
 
@@ -28,7 +28,7 @@ def test_splits_do_not_overlap():
     assert not keys["train"] & keys["test"]
     assert not keys["train"] & keys["validation"]
     assert not keys["validation"] & keys["test"]
-    pools = {s: set(_digit_indices(s, 1797)) for s in ("train", "validation", "test")}
+    pools = {s: set(digit_indices(s, 1797)) for s in ("train", "validation", "test")}
     assert not pools["train"] & pools["test"] and not pools["validation"] & pools["test"]
 
 

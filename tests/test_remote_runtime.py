@@ -146,7 +146,7 @@ def test_unreachable_refused_and_mismatched_hosts_are_one_line(sshd, tiny_artifa
 @pytest.mark.slow
 def test_a_nano_run_measures_litert_here_and_on_the_remote_host_side_by_side(sshd, tmp_path):
     """torch-eager, litert and remote-litert (the loopback host) in one run and one report."""
-    from harness.run.runner import run
+    from harness.run.runner import RunOptions, run
 
     recipe = tmp_path / "remote.yaml"
     recipe.write_text(
@@ -154,7 +154,7 @@ def test_a_nano_run_measures_litert_here_and_on_the_remote_host_side_by_side(ssh
         "suites: [nano-vqa, latency, memory, size]\n"
         f"runtime_options:\n  remote-litert: {json.dumps(sshd['options'])}\n"
         "variants:\n  - name: base\n    steps: []\n  - name: tflite-fp32\n    steps: [{kind: export-tflite}]\n")
-    run_dir = run(recipe, output=tmp_path / "reports", progress=False, use_cache=False, limit=40)
+    run_dir = run(recipe, options=RunOptions(output=tmp_path / "reports", progress=False, use_cache=False, limit=40))
     summary = json.loads((run_dir / "results.json").read_text())
     tflite = next(v for v in summary["variants"] if v["name"] == "tflite-fp32")
     here, there = tflite["runtimes"]["litert"], tflite["runtimes"]["remote-litert"]

@@ -10,11 +10,11 @@ keys, so nothing repeats across splits; digit images come from disjoint index ra
 
 from __future__ import annotations
 
-import hashlib
-import io
 import random
-from dataclasses import dataclass
 from typing import Any
+
+from harness.data import _generated
+from harness.data._generated import COLUMNS, IGNORE, SPLITS, Generator, Item, digit_indices  # noqa: F401 - API
 
 GENERATOR_VERSION = "6"
 # 48 px = a 3x3 grid of 16 px cells, which is exactly the nano encoder's 3x3 visual tokens.
@@ -31,9 +31,6 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 SHAPES = ("circle", "square", "triangle")
 COUNT_WORDS = ("zero", "one", "two", "three", "four")
 KINDS = ("colour", "shape", "count", "spatial", "digit")
-SPLITS = ("train", "validation", "test")
-COLUMNS = ("id", "image", "question", "answer", "kind", "cells", "digit")
-IGNORE = -100
 EMPTY_CELL = len(COLOURS) * len(SHAPES)  # 18: cell classes are 18 colour-shape pairs + empty
 NO_CELLS = (IGNORE,) * GRID * GRID  # digit scenes have no cell annotation
 DEFAULT_SIZES = {"train": 40000, "validation": 400, "test": 600}
@@ -48,41 +45,12 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 SIDES = ("left", "right", "top", "bottom")
 
 
-@dataclass(frozen=True)
-class Item:
-    image_png: bytes
-    question: str
-    answer: str
-    kind: str
-    cells: tuple[int, ...] = ()  # per grid cell: colour*3 + shape, EMPTY_CELL, or IGNORE (digit scenes)
-    digit: int = IGNORE
-
-
 def _cells(objects: list[tuple[str, str, int, int]]) -> tuple[int, ...]:
     """Scene annotation for dense auxiliary supervision of the encoder (one label per 16 px cell)."""
     labels = [EMPTY_CELL] * GRID * GRID
     for colour, shape, row, col in objects:
         labels[row * GRID + col] = list(COLOURS).index(colour) * len(SHAPES) + SHAPES.index(shape)
     return tuple(labels)
-
-
-def _digits() -> tuple[Any, Any]:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    return bunch.images, bunch.target
-
-
-def _digit_indices(split: str, n_total: int) -> list[int]:
-    """Disjoint digit image pools: 3/5 train, 1/5 validation, 1/5 test."""
-    buckets = {"train": (0, 1, 2), "validation": (3,), "test": (4,)}[split]
-    return [i for i in range(n_total) if i % 5 in buckets]
-
-
-def _png(img: Any) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _draw_shape(draw: Any, shape: str, box: tuple[int, int, int, int], fill: tuple) -> None:
@@ -168,23 +136,23 @@ def _make_item(kind: str, rng: random.Random, digit_data: tuple, pool: list[int]
     """One question of a given kind about a fresh scene (evaluation splits: kinds balanced)."""
     if kind == "digit":
         img, answer = _digit_scene(rng, *digit_data, pool)
-        return Item(_png(img), rng.choice(TEMPLATES["digit"]), answer, kind, NO_CELLS, int(answer))
+        return Item(_generated.png(img), rng.choice(TEMPLATES["digit"]), answer, kind, NO_CELLS, int(answer))
     img, objects = _scene(rng)
     asked = _ask(kind, rng, objects)
-    return Item(_png(img), *asked, kind, _cells(objects)) if asked else None
+    return Item(_generated.png(img), *asked, kind, _cells(objects)) if asked else None
 
 
 def _make_scene_items(rng: random.Random, digit_data: tuple, pool: list[int]) -> list[Item]:
     """Several questions about one scene (train split): the encoder's work is shared by all."""
     if rng.random() < 1 / 3:
         img, answer = _digit_scene(rng, *digit_data, pool)
-        png = _png(img)
+        png = _generated.png(img)
         return [Item(png, template, answer, "digit", NO_CELLS, int(answer))
                 for template in TEMPLATES["digit"]]
     img, objects = _scene(rng)
     while rng.random() < 0.3 and not _sides(objects):  # more aligned pairs: spatial is the rarest kind
         img, objects = _scene(rng)
-    png = _png(img)
+    png = _generated.png(img)
     items = []
     for kind in ("colour", "shape", "count"):
         for _ in range(3):  # a few tries to find an object the question can be about
@@ -199,32 +167,6 @@ def _make_scene_items(rng: random.Random, digit_data: tuple, pool: list[int]) ->
     return items
 
 
-def generate_items(sizes: dict[str, int] | None = None, seed: int = 0) -> dict[str, list[Item]]:
-    """Generate every split from one seeded stream; (image, question) keys never repeat."""
-    sizes = {**DEFAULT_SIZES, **(sizes or {})}
-    digit_data = _digits()
-    seen: set[str] = set()
-    out: dict[str, list[Item]] = {}
-    # Evaluation splits first, so their items are fixed whatever the train size.
-    for split in ("test", "validation", "train"):
-        rng = random.Random(f"nano-vqa:{seed}:{split}")
-        pool = _digit_indices(split, len(digit_data[1]))
-        items: list[Item] = []
-        while len(items) < sizes[split]:
-            if split == "train":
-                batch = _make_scene_items(rng, digit_data, pool)
-            else:
-                item = _make_item(KINDS[len(items) % len(KINDS)], rng, digit_data, pool)
-                batch = [item] if item else []
-            for item in batch[: sizes[split] - len(items)]:
-                key = hashlib.sha1(item.image_png + item.question.encode()).hexdigest()
-                if key not in seen:
-                    seen.add(key)
-                    items.append(item)
-        out[split] = items
-    return out
-
-
 def vocabulary() -> list[str]:
     """Every word a question or answer can contain (the nano tokenizer's vocabulary)."""
     words: set[str] = set(COLOURS) | set(SHAPES) | set(COUNT_WORDS) | set(SIDES)
@@ -237,52 +179,19 @@ def vocabulary() -> list[str]:
     return sorted(words)
 
 
-def build_dataset(sizes: dict[str, int] | None = None, seed: int = 0) -> Any:
-    """The splits as a `datasets.DatasetDict` with columns id, image, question, answer, kind."""
-    import datasets
 
-    features = datasets.Features(
-        {
-            "id": datasets.Value("string"),
-            "image": datasets.Image(),
-            "question": datasets.Value("string"),
-            "answer": datasets.Value("string"),
-            "kind": datasets.Value("string"),
-            "cells": datasets.Sequence(datasets.Value("int32")),
-            "digit": datasets.Value("int32"),
-        }
-    )
-    splits = {}
-    for split, items in generate_items(sizes, seed).items():
-        rows = {
-            "id": [f"{split}-{i:05d}" for i in range(len(items))],
-            "image": [{"bytes": it.image_png, "path": None} for it in items],
-            "question": [it.question for it in items],
-            "answer": [it.answer for it in items],
-            "kind": [it.kind for it in items],
-            "cells": [list(it.cells) for it in items],
-            "digit": [it.digit for it in items],
-        }
-        splits[split] = datasets.Dataset.from_dict(rows, features=features)
-    return datasets.DatasetDict({s: splits[s] for s in SPLITS})
+
+GENERATOR = Generator("nano-vqa", GENERATOR_VERSION, DEFAULT_SIZES, KINDS, _make_item, _make_scene_items)
+
+
+def generate_items(sizes: dict[str, int] | None = None, seed: int = 0) -> dict[str, list[Item]]:
+    return _generated.generate_items(GENERATOR, sizes, seed)
+
+
+def build_dataset(sizes: dict[str, int] | None = None, seed: int = 0) -> Any:
+    return _generated.build_dataset(GENERATOR, sizes, seed)
 
 
 def load_nano_vqa(split: str, sizes: dict[str, int] | None = None, seed: int = 0) -> Any:
-    """One split, generated once and cached (keyed by generator version, sizes and seed)."""
-    import datasets
-
-    from harness.paths import cache_dir
-
-    sizes = {**DEFAULT_SIZES, **(sizes or {})}
-    key = hashlib.sha1(f"{GENERATOR_VERSION}:{sorted(sizes.items())}:{seed}".encode()).hexdigest()
-    path = cache_dir() / "data" / f"nano-vqa-{key[:12]}"
-    if not (path / "dataset_dict.json").exists():
-        tmp = path.with_name(path.name + f".tmp{random.getrandbits(32)}")
-        build_dataset(sizes, seed).save_to_disk(str(tmp))
-        try:
-            tmp.rename(path)
-        except OSError:  # another process won the race; its copy is identical
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-    return datasets.load_from_disk(str(path))[split]
+    """One split of nano-VQA, generated once and cached."""
+    return _generated.load_generated(GENERATOR, split, sizes, seed)

@@ -26,7 +26,7 @@ CONFIG_COLUMN = "_config"  # added when a suite reads several configs (MMMU's su
 
 class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str  # "nano-vqa", a local path, or a hub id
+    name: str  # a generated set ("nano-vqa", "nano-spatial"), a local path, or a hub id
     config: str | None = None
     # several configs of one dataset read as one set (MMMU: one config per subject); each row gets
     # its config's name in the `_config` column (usable as `group_by: _config`)
@@ -104,12 +104,27 @@ def _filtered(data: Any, spec: DatasetSpec) -> Any:
                        input_columns=columns)
 
 
+#: The generated datasets (no files: drawn from a seeded stream, cached) → their generator.
+GENERATED = {"nano-vqa": "harness.data.nano_vqa", "nano-spatial": "harness.data.nano_spatial"}
+
+
+def generated(spec: DatasetSpec) -> Any:
+    """The generator of a generated dataset; one line for a split it does not have."""
+    import importlib
+
+    from harness.data._generated import SPLITS
+
+    if spec.split not in SPLITS:
+        raise DataError(f"{spec.name} has no split '{spec.split}'; use one of {list(SPLITS)}")
+    return importlib.import_module(GENERATED[spec.name]).GENERATOR
+
+
 def _local_files(spec: DatasetSpec) -> tuple[list[str], list[tuple[str | None, str]], Path] | None:
     """A hub id's files of the split in the first data dir holding it (every config), the config
     each file belongs to, and the first folder; None when no data dir holds it."""
     from datasets.data_files import DataFilesDict, get_data_patterns
 
-    if spec.name == "nano-vqa" or Path(spec.name).expanduser().exists():
+    if spec.name in GENERATED or Path(spec.name).expanduser().exists():
         return None
     configs = spec.configs or [spec.config]
     for directory in data_dirs():
@@ -161,11 +176,10 @@ def probe(spec: DatasetSpec, base_dir: Path | None = None) -> list[str] | None:
     """Whether the split is available here, without reading it (`harness run`'s preflight): its
     columns when they are cheap to know (nano-VQA, parquet schemas), None when only its presence
     is; a `DataError` saying where it looked and how to provide it when it is not available."""
-    if spec.name == "nano-vqa":
-        from harness.data.nano_vqa import COLUMNS, SPLITS
+    if spec.name in GENERATED:
+        from harness.data._generated import COLUMNS
 
-        if spec.split not in SPLITS:
-            raise DataError(f"nano-vqa has no split '{spec.split}'; use one of {list(SPLITS)}")
+        generated(spec)
         return list(COLUMNS)
     path = Path(spec.name).expanduser()
     if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
@@ -220,12 +234,10 @@ def _file_labels(owners: list[tuple[str | None, str]]) -> list[str | None]:
 def _load_one(spec: DatasetSpec, config: str | None, base_dir: Path | None) -> Any:
     import datasets
 
-    if spec.name == "nano-vqa":
-        from harness.data.nano_vqa import SPLITS, load_nano_vqa
+    if spec.name in GENERATED:
+        from harness.data._generated import load_generated
 
-        if spec.split not in SPLITS:
-            raise DataError(f"nano-vqa has no split '{spec.split}'; use one of {list(SPLITS)}")
-        return load_nano_vqa(spec.split)
+        return load_generated(generated(spec), spec.split)
     path = Path(spec.name).expanduser()
     if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
         path = base_dir / path
