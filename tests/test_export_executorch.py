@@ -137,6 +137,31 @@ def test_8da4w_runs_and_mostly_agrees(exported, items, tmp_path):
     assert parity["agreement"] >= 0.5 and parity["logits"]["cosine_min"] > 0.9
 
 
+def test_8da8w_per_channel_quantizes_and_lowers_the_decoder(tmp_path):
+    """8da8w defaults to per-channel int8 weights; the variant's own weights are left float."""
+    import torch
+    from torchao.quantization import IntxUnpackedToInt8Tensor
+
+    from harness.exporting.executorch import quantized_copy
+
+    loaded = build_tiny()
+    original = loaded.model.model.language_model.layers[0].mlp.up_proj.weight
+    copy, report = quantized_copy(loaded.model, "8da8w", 0)
+    assert report == {"scheme": "8da8w", "group_size": 0, "linear_layers": report["linear_layers"], "skipped": []}
+    assert isinstance(copy.model.language_model.layers[0].mlp.up_proj.weight, IntxUnpackedToInt8Tensor)
+    assert type(original) is torch.nn.Parameter and loaded.model.model.language_model.layers[0].mlp.up_proj.weight \
+        is original
+    path = tmp_path / "q8"
+    build_artifact(path, [{"kind": "export-executorch", "quantize": "8da8w", "components": ["decoder"]}],
+                   loaded=loaded)
+    settings = manifest_of(path)["settings"]
+    assert settings["quantization"]["scheme"] == "8da8w" and settings["delegation"]["decoder"]["delegated_nodes"] > 0
+    from executorch.runtime import Runtime
+
+    assert Runtime.get().load_program(str(path / "exports" / "pte" / "decoder.pte")).method_names == {"prefill",
+                                                                                                       "decode"}
+
+
 # --- bad inputs ------------------------------------------------------------------------------
 def test_corrupt_pte_is_one_line_and_recorded_by_the_worker(exported, tmp_path):
     from harness.build.variant import variant_key
