@@ -21,7 +21,7 @@ EXPORTS = "exports"
 EXPORT_MANIFEST = "export.json"
 Graph = Literal["vision", "embed", "decoder"]  # the graphs an export may hold (step config fields)
 GENERATION_GRAPHS: tuple[str, ...] = get_args(Graph)  # ...all of which a runtime needs to generate
-GRAPH_SUFFIXES = (".onnx", ".tflite", ".mlmodel", ".mlpackage")
+GRAPH_SUFFIXES = (".onnx", ".tflite", ".mlmodel", ".mlpackage", ".pte")
 TOKENIZER_HINTS = ("tokenizer", "vocab", "merges", "special_tokens", "chat_template", "processor",
                    "preprocessor")
 

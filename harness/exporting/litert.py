@@ -219,7 +219,11 @@ def op_report(path: Path) -> dict[str, Any]:
 
 class LiteRTBackend:
     """The generation loop's backend (`harness.exporting.loop`) over the vision, embed and decoder
-    signatures: the `litert` runtime runs it, and `litert-quant` records calibration inputs with it."""
+    signatures: the `litert` runtime runs it, and `litert-quant` records calibration inputs with it.
+    The ExecuTorch backend reuses the chunked-prefill / static-cache logic over its own methods
+    (same signatures and facts), so `label` names the format in its errors."""
+
+    label = "LiteRT"
 
     def __init__(self, interpreters: dict[str, Any], facts: dict[str, Any]) -> None:
         sig = facts["signatures"]
@@ -270,7 +274,7 @@ class LiteRTBackend:
         import numpy as np
 
         if pos >= self.slots:
-            raise RuntimeBackendError(f"LiteRT decoder cache is full: position {pos} needs more than the "
+            raise RuntimeBackendError(f"{self.label} decoder cache is full: position {pos} needs more than the "
                                       f"{self.slots} slots exported; re-export with a larger cache_length")
         out = self.decode_sig(embeddings=embed[None, None].astype(np.float32),
                               input_pos=np.array([pos], np.int32), mask=self._mask([pos]), **kv)
@@ -285,7 +289,7 @@ class LiteRTBackend:
             length = real.shape[0]
             chunks = -(-(length - 1) // self.chunk)
             if length == 0 or chunks * self.chunk > self.slots or length >= self.slots:
-                raise RuntimeBackendError(f"a prompt of {length} tokens does not fit the LiteRT export (cache "
+                raise RuntimeBackendError(f"a prompt of {length} tokens does not fit the {self.label} export (cache "
                                           f"{self.slots} slots, prefill chunks of {self.chunk}); re-export with a "
                                           "larger cache_length")
             kv = {k: np.zeros(self.decode_sig.inputs[k]["shape"], np.float32) for k in self.kv_names}

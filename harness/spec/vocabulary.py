@@ -13,4 +13,4 @@ COMPONENTS: tuple[str, ...] = ("vision", "projector", "llm")
 #: Artifact formats. A variant always keeps its torch weights; an export step *adds* a format
 #: (files under `<artifact>/exports/<fmt>/`), a step that consumes and produces the same
 #: non-torch format rewrites that export in place (e.g. `ort-quant`).
-FORMATS: tuple[str, ...] = ("torch", "onnx", "tflite", "coreml", "mlx")
+FORMATS: tuple[str, ...] = ("torch", "onnx", "tflite", "coreml", "mlx", "pte")
