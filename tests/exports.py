@@ -36,3 +36,30 @@ def build_artifact(path: Path, steps: list[dict], export: dict, loaded: Any = No
 
 def export_manifest(path: Path, fmt: str) -> dict:
     return json.loads((path / "exports" / fmt / "export.json").read_text())
+
+
+def check_corrupt_graph_is_recorded(source: Path, tmp_path: Path, export: dict, fmt: str, graph: str,
+                                    runtime: Any, runtime_name: str, garbage: bytes) -> None:
+    """A corrupt graph file: the runtime's load is one line naming the file, and a worker records
+    the parity suite as an error while the size suite still measures."""
+    import pytest
+
+    from harness.build.variant import variant_key
+    from harness.errors import RuntimeBackendError
+    from harness.run.plan import job_for
+    from harness.run.worker import run_variant
+
+    base = {"model": "random:tiny"}
+    cache = tmp_path / "cache"
+    artifact = cache / "variants" / variant_key(base, [export])
+    shutil.copytree(source, artifact)
+    (artifact / "exports" / fmt / graph).write_bytes(garbage)
+    with pytest.raises(RuntimeBackendError) as err:
+        runtime.load(artifact)
+    assert graph in str(err.value) and "corrupt" in str(err.value) and "\n" not in str(err.value)
+    job = job_for(base, [export], ["torch", fmt], [runtime_name], [
+        {"name": "size", "kind": "size"}, {"name": "par", "kind": "parity", "limit": 2, "numeric_items": 1}],
+        cache, tmp_path / "work")
+    measured = run_variant(job)["measurements"][runtime_name]["suites"]
+    assert measured["size"]["status"] == "ok"
+    assert measured["par"]["status"] == "error" and graph in measured["par"]["error"]

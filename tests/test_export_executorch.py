@@ -3,7 +3,6 @@ generation loop, and the bad inputs of the ExecuTorch export."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -164,25 +163,10 @@ def test_8da8w_per_channel_quantizes_and_lowers_the_decoder(tmp_path):
 
 # --- bad inputs ------------------------------------------------------------------------------
 def test_corrupt_pte_is_one_line_and_recorded_by_the_worker(exported, tmp_path):
-    from harness.build.variant import variant_key
-    from harness.run.plan import job_for
-    from harness.run.worker import run_variant
     from harness.runtimes.executorch import ExecuTorch
 
-    base = {"model": "random:tiny"}
-    cache = tmp_path / "cache"
-    artifact = cache / "variants" / variant_key(base, [EXPORT])
-    shutil.copytree(exported[0], artifact)
-    (artifact / "exports" / "pte" / "decoder.pte").write_bytes(b"\x00not a program")
-    with pytest.raises(RuntimeBackendError) as err:
-        ExecuTorch().load(artifact)
-    assert "decoder.pte" in str(err.value) and "corrupt" in str(err.value) and "\n" not in str(err.value)
-    job = job_for(base, [EXPORT], ["torch", "pte"], ["executorch"], [
-        {"name": "size", "kind": "size"}, {"name": "par", "kind": "parity", "limit": 2, "numeric_items": 1}],
-        cache, tmp_path / "work")
-    measured = run_variant(job)["measurements"]["executorch"]["suites"]
-    assert measured["size"]["status"] == "ok"
-    assert measured["par"]["status"] == "error" and "decoder.pte" in measured["par"]["error"]
+    exports.check_corrupt_graph_is_recorded(
+        exported[0], tmp_path, EXPORT, "pte", "decoder.pte", ExecuTorch(), "executorch", b"\x00not a program")
 
 
 def test_missing_executorch_extra(exported, monkeypatch):

@@ -3,7 +3,6 @@ bad inputs of the LiteRT export."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -129,25 +128,10 @@ def test_litert_quant_modes_build_run_and_report(exported, items, tmp_path, mode
 
 # --- bad inputs ------------------------------------------------------------------------------
 def test_corrupt_tflite_is_one_line_and_recorded_by_the_worker(exported, tmp_path):
-    from harness.build.variant import variant_key
-    from harness.run.plan import job_for
-    from harness.run.worker import run_variant
     from harness.runtimes.litert import LiteRT
 
-    base = {"model": "random:tiny"}
-    cache = tmp_path / "cache"
-    artifact = cache / "variants" / variant_key(base, [EXPORT])
-    shutil.copytree(exported[0], artifact)
-    (artifact / "exports" / "tflite" / "decoder.tflite").write_bytes(b"\x00not a flatbuffer")
-    with pytest.raises(RuntimeBackendError) as err:
-        LiteRT().load(artifact)
-    assert "decoder.tflite" in str(err.value) and "corrupt" in str(err.value) and "\n" not in str(err.value)
-    job = job_for(base, [EXPORT], ["torch", "tflite"], ["litert"], [
-        {"name": "size", "kind": "size"}, {"name": "par", "kind": "parity", "limit": 2, "numeric_items": 1}],
-        cache, tmp_path / "work")
-    measured = run_variant(job)["measurements"]["litert"]["suites"]
-    assert measured["size"]["status"] == "ok"
-    assert measured["par"]["status"] == "error" and "decoder.tflite" in measured["par"]["error"]
+    exports.check_corrupt_graph_is_recorded(
+        exported[0], tmp_path, EXPORT, "tflite", "decoder.tflite", LiteRT(), "litert", b"\x00not a flatbuffer")
 
 
 def test_missing_litert_extras(exported, monkeypatch):

@@ -145,15 +145,16 @@ def test_unreachable_refused_and_mismatched_hosts_are_one_line(sshd, tiny_artifa
 
 @pytest.mark.slow
 def test_a_nano_run_measures_litert_here_and_on_the_remote_host_side_by_side(sshd, tmp_path):
-    """torch-eager, litert and remote-litert (the loopback host) in one run and one report."""
+    """torch-eager, litert, executorch and remote-litert (the loopback host) in one run and one report."""
     from harness.run.runner import RunOptions, run
 
     recipe = tmp_path / "remote.yaml"
     recipe.write_text(
-        "name: remote\nbase: nano\nbaseline: base\nruntimes: [torch-eager, litert, remote-litert]\n"
+        "name: remote\nbase: nano\nbaseline: base\nruntimes: [torch-eager, litert, executorch, remote-litert]\n"
         "suites: [nano-vqa, latency, memory, size]\n"
         f"runtime_options:\n  remote-litert: {json.dumps(sshd['options'])}\n"
-        "variants:\n  - name: base\n    steps: []\n  - name: tflite-fp32\n    steps: [{kind: export-tflite}]\n")
+        "variants:\n  - name: base\n    steps: []\n  - name: tflite-fp32\n    steps: [{kind: export-tflite}]\n"
+        "  - name: executorch-fp32\n    steps: [{kind: export-executorch}]\n")
     run_dir = run(recipe, options=RunOptions(output=tmp_path / "reports", progress=False, use_cache=False, limit=40))
     summary = json.loads((run_dir / "results.json").read_text())
     tflite = next(v for v in summary["variants"] if v["name"] == "tflite-fp32")
@@ -161,4 +162,7 @@ def test_a_nano_run_measures_litert_here_and_on_the_remote_host_side_by_side(ssh
     assert here["accuracy"]["nano-vqa"]["score"] == there["accuracy"]["nano-vqa"]["score"]
     assert there["latency"]["ttft_p50_ms"] > 0 and there["memory"]["peak_rss_mb"] > 0
     assert "over ssh" in " ".join(tflite.get("notes", []))
-    assert "remote-litert" in (run_dir / "report.html").read_text()
+    pte = next(v for v in summary["variants"] if v["name"] == "executorch-fp32")["runtimes"]["executorch"]
+    assert pte["accuracy"]["nano-vqa"]["score"] > 0.8 and pte["latency"]["ttft_p50_ms"] > 0
+    report = (run_dir / "report.html").read_text()
+    assert "remote-litert" in report and "executorch" in report

@@ -113,3 +113,22 @@ def _numpy(value: Any) -> Any:
     if hasattr(value, "detach"):
         return value.detach().cpu().numpy()
     return np.asarray(value)
+
+
+def export_session(folder: Any, fmt: str, artifact: str, manifest: dict[str, Any],
+                   make_backend: Any) -> LoopSession:
+    """The loop over an export: its own processor assets and the backend `make_backend(model facts)`
+    builds; one line each for unusable assets and for a signature or fact the backend does not find."""
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(str(folder))
+    except (OSError, ValueError) as exc:
+        raise RuntimeBackendError(f"tokenizer/processor assets of the {fmt} export are unusable: {exc}") from None
+    facts = manifest["model"]
+    try:
+        backend = make_backend(facts)
+    except (KeyError, ValueError) as exc:
+        raise RuntimeBackendError(f"{fmt} export of '{artifact}' lacks {exc} (a signature or model fact); "
+                                  "rebuild the variant") from None
+    return LoopSession(backend, processor, facts["image_token_id"], facts["eos_token_ids"])

@@ -104,9 +104,7 @@ class Coreml:
         units = os.environ.get("HARNESS_COREML_UNITS", "ALL")
         if units not in UNITS:
             raise RuntimeBackendError(f"HARNESS_COREML_UNITS={units!r}: use one of {', '.join(UNITS)}")
-        from transformers import AutoProcessor
-
-        from harness.exporting.loop import LoopSession
+        from harness.exporting.loop import export_session
 
         models = {}
         for name in GENERATION_GRAPHS:
@@ -116,9 +114,7 @@ class Coreml:
             except Exception as exc:  # noqa: BLE001 - Core ML compile errors are untyped
                 first = first_line(exc)
                 raise RuntimeBackendError(f"Core ML cannot load '{graphs[name]}': {first}") from None
-        processor = AutoProcessor.from_pretrained(str(folder))
-        facts = manifest["model"]
-        return LoopSession(CoremlBackend(models, facts), processor, facts["image_token_id"], facts["eos_token_ids"])
+        return export_session(folder, "coreml", artifact.name, manifest, lambda facts: CoremlBackend(models, facts))
 
     def info(self) -> dict[str, Any]:
         import platform

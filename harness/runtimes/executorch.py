@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.errors import RuntimeBackendError, require
+from harness.errors import require
 from harness.registries import RUNTIMES
 
 
@@ -28,26 +28,15 @@ class ExecuTorch:
 
     def load(self, artifact: Path) -> Any:
         require("executorch.runtime", "executorch", "runtime executorch")
-        from transformers import AutoProcessor
 
         from harness.exporting import GENERATION_GRAPHS, generation_graphs
         from harness.exporting.executorch import ExecuTorchBackend, open_program
-        from harness.exporting.loop import LoopSession
+        from harness.exporting.loop import export_session
 
         folder, manifest, graphs = generation_graphs(artifact, "pte", "export-executorch")
         _set_threads()
         programs = {name: open_program(folder / graphs[name]) for name in GENERATION_GRAPHS}
-        try:
-            processor = AutoProcessor.from_pretrained(str(folder))
-        except (OSError, ValueError) as exc:
-            raise RuntimeBackendError(f"tokenizer/processor assets of the pte export are unusable: {exc}") from None
-        facts = manifest["model"]
-        try:
-            backend = ExecuTorchBackend(programs, facts)
-        except KeyError as exc:
-            raise RuntimeBackendError(f"pte export of '{artifact.name}' lacks the model fact {exc}; "
-                                      "rebuild the variant") from None
-        return LoopSession(backend, processor, facts["image_token_id"], facts["eos_token_ids"])
+        return export_session(folder, "pte", artifact.name, manifest, lambda facts: ExecuTorchBackend(programs, facts))
 
     def info(self) -> dict[str, Any]:
         from harness.environment import package_version

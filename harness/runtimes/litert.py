@@ -40,27 +40,17 @@ class LiteRT:
     def load(self, artifact: Path) -> Any:
         require("ai_edge_litert", "tflite", "runtime litert")
         import torch
-        from transformers import AutoProcessor
 
         from harness.exporting import GENERATION_GRAPHS, generation_graphs
         from harness.exporting.litert import LiteRTBackend, open_interpreter
-        from harness.exporting.loop import LoopSession
+        from harness.exporting.loop import export_session
 
         folder, manifest, graphs = generation_graphs(artifact, "tflite", "export-tflite")
         threads, delegate = torch.get_num_threads(), self._delegate()
         interpreters = {name: open_interpreter(folder / graphs[name], threads, delegate)
                         for name in GENERATION_GRAPHS}
-        try:
-            processor = AutoProcessor.from_pretrained(str(folder))
-        except (OSError, ValueError) as exc:
-            raise RuntimeBackendError(f"tokenizer/processor assets of the tflite export are unusable: {exc}") from None
-        facts = manifest["model"]
-        try:
-            backend = LiteRTBackend(interpreters, facts)
-        except (KeyError, ValueError) as exc:
-            raise RuntimeBackendError(f"tflite export of '{artifact.name}' lacks the signature {exc}; "
-                                      "rebuild the variant") from None
-        return LoopSession(backend, processor, facts["image_token_id"], facts["eos_token_ids"])
+        return export_session(folder, "tflite", artifact.name, manifest,
+                              lambda facts: LiteRTBackend(interpreters, facts))
 
     def info(self) -> dict[str, Any]:
         import torch

@@ -116,10 +116,9 @@ class Mlx:
             utils = require("mlx_lm.utils", "mlx", "runtime mlx")
         except MissingExtraError as exc:
             raise RuntimeUnavailable(str(exc)) from None
-        from transformers import AutoProcessor
 
         from harness.exporting import read_export
-        from harness.exporting.loop import LoopSession
+        from harness.exporting.loop import export_session
 
         folder, manifest = read_export(artifact, "mlx")
         try:
@@ -130,12 +129,7 @@ class Mlx:
         vision = manifest.get("settings", {}).get("vision", "torch")
         graph = manifest.get("graphs", {}).get("vision", "vision.onnx")
         encoder = onnx_encoder(folder / graph) if vision == "onnx" else torch_encoder(artifact)
-        try:
-            processor = AutoProcessor.from_pretrained(str(folder))
-        except (OSError, ValueError) as exc:
-            raise RuntimeBackendError(f"tokenizer/processor assets of the mlx export are unusable: {exc}") from None
-        facts = manifest["model"]
-        return LoopSession(MlxBackend(model, encoder), processor, facts["image_token_id"], facts["eos_token_ids"])
+        return export_session(folder, "mlx", artifact.name, manifest, lambda facts: MlxBackend(model, encoder))
 
     def info(self) -> dict[str, Any]:
         import torch

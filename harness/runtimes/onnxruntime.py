@@ -83,10 +83,9 @@ class OnnxRuntime:
 
     def load(self, artifact: Path) -> Any:
         ort = require("onnxruntime", "onnx", "runtime onnxruntime")
-        from transformers import AutoProcessor
 
         from harness.exporting import GENERATION_GRAPHS, generation_graphs
-        from harness.exporting.loop import LoopSession
+        from harness.exporting.loop import export_session
 
         folder, manifest, graphs = generation_graphs(artifact, "onnx", "export-onnx")
         options = self._options()
@@ -102,12 +101,7 @@ class OnnxRuntime:
                 first = first_line(exc)
                 raise RuntimeBackendError(f"onnxruntime cannot load '{path.name}' of '{artifact.name}' "
                                           f"(corrupt or unsupported graph): {first}") from None
-        try:
-            processor = AutoProcessor.from_pretrained(str(folder))
-        except (OSError, ValueError) as exc:
-            raise RuntimeBackendError(f"tokenizer/processor assets of the onnx export are unusable: {exc}") from None
-        facts = manifest["model"]
-        return LoopSession(OrtBackend(sessions, facts), processor, facts["image_token_id"], facts["eos_token_ids"])
+        return export_session(folder, "onnx", artifact.name, manifest, lambda facts: OrtBackend(sessions, facts))
 
     def info(self) -> dict[str, Any]:
         import torch
