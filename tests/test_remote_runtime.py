@@ -108,6 +108,7 @@ def test_a_deferred_suite_is_measured_by_its_own_process_on_the_host(sshd, tiny_
     assert target == "harness.runtimes.remote:remote_job" and payload["inner_payload"]["runtime"] == "torch-eager"
     result = remote_job(payload)
     assert result["host"] == "127.0.0.1" and result["peak_rss_mb"] > 0
+    assert result["device"] == "127.0.0.1 (ssh)"  # never paired with this machine's baseline rounds
 
 
 def _one_line(exc: BaseException) -> str:
@@ -161,6 +162,7 @@ def test_a_nano_run_measures_litert_here_and_on_the_remote_host_side_by_side(ssh
     here, there = tflite["runtimes"]["litert"], tflite["runtimes"]["remote-litert"]
     assert here["accuracy"]["nano-vqa"]["score"] == there["accuracy"]["nano-vqa"]["score"]
     assert there["latency"]["ttft_p50_ms"] > 0 and there["memory"]["peak_rss_mb"] > 0
+    assert "ttft_ratio_to_baseline" not in there["latency"]  # the host's rounds are not this machine's
     assert "over ssh" in " ".join(tflite.get("notes", []))
     pte = next(v for v in summary["variants"] if v["name"] == "executorch-fp32")["runtimes"]["executorch"]
     assert pte["accuracy"]["nano-vqa"]["score"] > 0.8 and pte["latency"]["ttft_p50_ms"] > 0

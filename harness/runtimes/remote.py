@@ -108,7 +108,8 @@ def remote_job(payload: dict[str, Any]) -> Any:
     artifact = copy_artifact(options, Path(payload["artifact"]))
     inner = {**payload["inner_payload"], "artifact": artifact, "recipe_dir": None}
     result = call(options, {"op": "job", "target": payload["target"], "payload": inner})
-    return {**result, "host": options.host} if isinstance(result, dict) else result
+    # `device`: rounds on another machine are never paired with this machine's baseline rounds
+    return {**result, "host": options.host, "device": f"{options.host} (ssh)"} if isinstance(result, dict) else result
 
 
 class Remote:
