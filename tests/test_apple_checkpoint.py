@@ -389,3 +389,29 @@ def test_a_recipe_runs_on_an_apple_base(tmp_path):
     assert {name: v["status"] for name, v in variants.items()} == {"base": "ok", "int8": "ok"}
     size = {name: v["runtimes"]["torch-eager"]["size"]["weights_mb"] for name, v in variants.items()}
     assert 0 < size["int8"] < size["base"]
+
+
+def test_reparameterize_on_a_converted_apple_checkpoint_keeps_the_logits(tmp_path, capsys):
+    """Released weights are in inference form: `reparameterize` has no branches to fuse there, but
+    still folds every ConvFFN BatchNorm — and the converted model's logits stay the same."""
+    import torch
+    from timm.models.fastvit import ConvMlp
+
+    from harness.models.apple import convert
+    from harness.models.fastvlm import LoadedModel
+    from harness.steps._base import StepContext, apply_step
+
+    original, _ = source_model(inference_mode=True)
+    model, processor = load_dir(convert(write_apple_checkpoint(original, tmp_path / "apple"), tmp_path / "fast_vlm"))
+    before = logits(model, processor)
+    ctx = StepContext()
+    apply_step({"kind": "reparameterize"}, LoadedModel(model=model, processor=processor, source="apple"), ctx)
+    after = logits(model, processor)
+    tower = model.model.vision_tower.timm_model
+    folded = [m for m in tower.modules() if isinstance(m, ConvMlp)]
+    assert folded and all(isinstance(m.conv.bn, torch.nn.Identity) for m in folded)
+    assert any(f"{len(folded)} ConvFFN BatchNorms folded" in note for note in ctx.notes), ctx.notes
+    diff = (after - before).abs().max().item()
+    with capsys.disabled():
+        print(f"\n[apple + reparameterize] {len(folded)} ConvFFN BatchNorms folded, max |logit diff| = {diff:.3g}")
+    assert diff < 1e-4 * before.abs().max().item()
