@@ -11,7 +11,7 @@ from typing import Any
 from harness.build.artifact import has_build_record, read_build_record
 from harness.deploy._graph_io import graph_io
 from harness.errors import RuntimeBackendError
-from harness.exporting import read_export
+from harness.exporting import EXPORT_MANIFEST, export_folder, read_export
 
 #: The question the example prompt is rendered with.
 EXAMPLE_QUESTION = "What is in the image?"
@@ -43,13 +43,15 @@ def collect(artifact: Path, fmt: str) -> dict[str, Any]:
 def mlx_llm(artifact: Path) -> dict[str, Any] | None:
     """The variant's MLX LLM (`export-mlx`), when it has one: Apple's split puts the LLM in MLX and the
     vision encoder in Core ML, so an iOS guide names both."""
-    folder = artifact / "exports" / "mlx"
-    if not (folder / "export.json").is_file():
+    from harness.exporting.mlx import LLM_DIR
+
+    folder = export_folder(artifact, "mlx")
+    if not (folder / EXPORT_MANIFEST).is_file():
         return None
     _, manifest = read_export(artifact, "mlx")
-    config = json.loads((folder / "llm" / "config.json").read_text())
-    files = [f for f in manifest.get("files", []) if f["file"].startswith("llm/")]
-    return {"folder": str(folder / "llm"), "settings": manifest.get("settings", {}),
+    config = json.loads((folder / LLM_DIR / "config.json").read_text())
+    files = [f for f in manifest.get("files", []) if f["file"].startswith(f"{LLM_DIR}/")]
+    return {"folder": str(folder / LLM_DIR), "settings": manifest.get("settings", {}),
             "quantization": config.get("quantization"), "hidden_size": config.get("hidden_size"),
             "layers": config.get("num_hidden_layers"), "files": files, "bytes": sum(f["bytes"] for f in files)}
 
