@@ -38,7 +38,6 @@ NEAR_PX, FAR_PX = (11, 14), (7, 9)
 HALVES = ("left", "right", "top", "bottom")
 RELATIONS = ("left of", "right of", "above", "below")
 KINDS = ("colour", "shape", "count", "region", "relation", "depth", "grounding", "digit")
-IGNORE = -100
 PAIRS = [(c, s) for c in COLOURS for s in SHAPES]
 EMPTY_CELL = 2 * len(PAIRS)  # 36: a cell is empty, or a colour-shape pair at one of two depths
 

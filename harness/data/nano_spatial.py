@@ -11,10 +11,9 @@ import random
 from typing import Any
 
 from harness.data import _generated
-from harness.data._generated import COLUMNS, SPLITS, Generator, Item  # noqa: F401 - part of this module's API
+from harness.data._generated import COLUMNS, IGNORE, SPLITS, Generator, Item  # noqa: F401 - part of this module's API
 from harness.data.nano_scenes import (
     GRID,
-    IGNORE,
     KINDS,
     TEMPLATES,
     ask,

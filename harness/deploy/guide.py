@@ -11,6 +11,7 @@ from typing import Any
 
 from harness.build.artifact import BUILD_RECORD, has_build_record
 from harness.errors import ConfigError, RuntimeBackendError
+from harness.exporting.coreml import IO as CORE_ML_IO
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Platform:
 
 PLATFORMS = {
     "android": Platform("tflite", "android.md.j2", "export-tflite", ("embeddings", "input_pos", "mask")),
-    "ios": Platform("coreml", "ios.md.j2", "export-coreml", ("embeddings", "position_ids", "mask")),
+    "ios": Platform("coreml", "ios.md.j2", "export-coreml", tuple(CORE_ML_IO["decoder"][0])),
 }
 SWIFT_TYPES = {"float32": ".float32", "float16": ".float16", "int32": ".int32", "float64": ".double"}
 

@@ -123,9 +123,16 @@ class Remote:
         if not options:
             raise RuntimeUnavailable(f"runtime 'remote-{self.inner}' needs runtime_options.remote-{self.inner}.host")
         self.options = RemoteOptions.model_validate(options)
+        self._identity: dict[str, Any] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """The host's checked identity, asked once per instance (each ask starts the host's Python)."""
+        if self._identity is None:
+            self._identity = checked_identity(self.options)
+        return self._identity
 
     def load(self, artifact: Path) -> RemoteSession:
-        checked_identity(self.options)
+        self.identity()
         return RemoteSession(self.options, self.inner, copy_artifact(self.options, artifact))
 
     def process_job(self, kind: str, config: Any, job: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
@@ -141,7 +148,7 @@ class Remote:
 
         out: dict[str, Any] = {"runtime": f"remote-{self.inner}", "host": self.options.host, "inner": self.inner}
         try:
-            out["identity"] = identity = checked_identity(self.options)
+            out["identity"] = identity = self.identity()
         except HarnessError as exc:
             out["error"] = str(exc)
             return out
