@@ -11,5 +11,7 @@ RUNTIMES: Registry[Any] = Registry("runtime", "harness.runtimes")
 METRICS: Registry[Any] = Registry("metric", "harness.metrics")
 SUITE_KINDS: Registry[Any] = Registry("suite kind", "harness.suites")
 EXECUTORS: Registry[Any] = Registry("executor", "harness.executors")
+#: Model families (`harness.models.families`): not in `ALL`, `harness ls models` lists them with their shapes.
+MODEL_FAMILIES: Registry[Any] = Registry("model family", "harness.models.families")
 
 ALL = {"steps": STEPS, "runtimes": RUNTIMES, "metrics": METRICS, "suite kinds": SUITE_KINDS, "executors": EXECUTORS}

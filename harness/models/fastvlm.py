@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Where each named part sits in a transformers `FastVlmForConditionalGeneration`: the one place
-#: these paths are written. `LoadedModel.vision` etc. read them, and so does `named_module` for
-#: code that holds the bare transformers model (exporters, the training batcher).
+#: these paths are written (the `fastvlm` family declares them; other families declare their own,
+#: see `harness.models.families`). `LoadedModel.vision` etc. read the paths of the model's family,
+#: and so does `named_module` for code that holds the bare transformers model.
 _DECODER = "model.language_model"
 MODULE_PATHS: dict[str, str] = {
     "vision": "model.vision_tower",
@@ -27,7 +28,7 @@ MODULE_PATHS: dict[str, str] = {
     "lm_head": "lm_head",
     "embed_tokens": f"{_DECODER}.embed_tokens",
 }
-#: The modules of each component (what `targets` name): the LLM is the decoder plus its head.
+#: FastVLM's modules of each component (what `targets` name): the LLM is the decoder plus its head.
 COMPONENT_PATHS: dict[str, tuple[str, ...]] = {
     "vision": (MODULE_PATHS["vision"],),
     "projector": (MODULE_PATHS["projector"],),
@@ -36,10 +37,17 @@ COMPONENT_PATHS: dict[str, tuple[str, ...]] = {
 
 
 def named_module(model: Any, name: str) -> Any:
-    """The part `name` (a key of `MODULE_PATHS`) of a transformers FastVLM model.
+    """The part `name` (a key of `MODULE_PATHS`) of a transformers model of any family.
 
     Raises AttributeError when the model has no such module (e.g. it was replaced by None)."""
-    return model.get_submodule(MODULE_PATHS[name])
+    return model.get_submodule(model_family(model).module_paths[name])
+
+
+def model_family(model: Any) -> Any:
+    """The family (`harness.models.families`) of a transformers model, from its config's `model_type`."""
+    from harness.models.families import family_of_model_type
+
+    return family_of_model_type(getattr(model.config, "model_type", None))
 
 
 def is_plain_tensor(tensor: Any) -> bool:
@@ -76,7 +84,8 @@ class Generation:
 
 @dataclass
 class LoadedModel:
-    """A FastVLM model with its processor; the unit every step, runtime and suite works on."""
+    """A VLM of one of the model families with its processor; the unit every step, runtime and suite
+    works on. Its components, image features and visual tokens come from its family."""
 
     model: Any
     processor: Any
@@ -88,9 +97,18 @@ class LoadedModel:
     cache_factory: Callable[[Any], Any] | None = None
 
     # --- components -------------------------------------------------------------------
+    @property
+    def family(self) -> Any:
+        """The model family (`harness.models.families`), from the config's `model_type`."""
+        return model_family(self.model)
+
+    @property
+    def component_paths(self) -> dict[str, tuple[str, ...]]:
+        return self.family.component_paths
+
     def component_modules(self, component: str) -> dict[str, Any]:
         """Qualified name → module for a component (`vision`, `projector`, `llm`)."""
-        return {path: self.model.get_submodule(path) for path in COMPONENT_PATHS[component]}
+        return {path: self.model.get_submodule(path) for path in self.component_paths[component]}
 
     def module(self, name: str) -> Any:
         """The part `name` (a key of `MODULE_PATHS`); the properties below name each one."""
@@ -98,7 +116,7 @@ class LoadedModel:
 
     @property
     def vision(self) -> Any:
-        """The vision tower (FastViTHD through transformers' timm wrapper)."""
+        """The vision tower (FastVLM: FastViTHD through transformers' timm wrapper)."""
         return self.module("vision")
 
     @property
@@ -108,7 +126,7 @@ class LoadedModel:
 
     @property
     def llm(self) -> Any:
-        """The Qwen2 decoder (without its head): returns hidden states, takes `inputs_embeds`."""
+        """The decoder (without its head; Qwen2 or Llama): returns hidden states, takes `inputs_embeds`."""
         return self.module("llm")
 
     @property
@@ -123,11 +141,12 @@ class LoadedModel:
 
     def image_features(self, pixel_values: Any) -> Any:
         """Vision tower + projector on `pixel_values`: transformers' output with `pooler_output`
-        (projected features, items x tokens x hidden) and `last_hidden_state` (the encoder grid)."""
+        (projected features, items x tokens x hidden) and `last_hidden_state` (the encoder grid).
+        FastVLM's call; `generate` goes through the family (`family.image_features`), which any family has."""
         return self.model.model.get_image_features(pixel_values=pixel_values)
 
     def component_of(self, qualified_name: str) -> str | None:
-        for component, paths in COMPONENT_PATHS.items():
+        for component, paths in self.component_paths.items():
             if any(qualified_name == p or qualified_name.startswith(p + ".") for p in paths):
                 return component
         return None
@@ -138,20 +157,14 @@ class LoadedModel:
 
     @property
     def image_size(self) -> tuple[int, int]:
-        crop = getattr(self.processor.image_processor, "crop_size", None) or {}
-        size = self.processor.image_processor.size
-        height = crop.get("height") or size.get("height") or size.get("shortest_edge")
-        width = crop.get("width") or size.get("width") or size.get("shortest_edge")
-        return int(height), int(width)
+        """(height, width) the processor resizes an image (or one tile of it) to."""
+        return self.family.image_size(self.processor)
 
     @property
     def visual_tokens(self) -> int:
-        """`<image>` tokens per prompt, computed as the processor does (token merging offsets it)."""
-        height, width = self.image_size
-        patch = self.processor.patch_size
-        extra = getattr(self.processor, "num_additional_image_tokens", 0) or 0
-        default = getattr(self.processor, "vision_feature_select_strategy", None) == "default"
-        return (height // patch) * (width // patch) + extra - int(default)
+        """Image tokens per prompt for an image of `image_size`, as the processor puts them (FastVLM:
+        computed as the processor does, token merging offsets it; tiling families: counted)."""
+        return self.family.visual_tokens(self)
 
     # --- inputs -------------------------------------------------------------------------
     def prompts(self, questions: list[str]) -> list[str]:
@@ -171,8 +184,8 @@ class LoadedModel:
 
         inputs = self.prepare(images, [""] * len(images))
         with torch.inference_mode():
-            features = self.image_features(inputs["pixel_values"].to(self.dtype))
-        return features.pooler_output.float().numpy()
+            features = self.family.image_features(self.model, inputs)
+        return features.float().numpy()
 
     # --- generation -------------------------------------------------------------------
     def generate(
@@ -194,7 +207,7 @@ class LoadedModel:
         eos = torch.tensor(self.eos_token_ids(), dtype=torch.long)
         with torch.inference_mode():
             mark = time.perf_counter()
-            features = self.image_features(inputs["pixel_values"].to(self.dtype)).pooler_output
+            features = self.family.image_features(self.model, inputs)
             times.vision_ms = (time.perf_counter() - mark) * 1e3
 
             mark = time.perf_counter()
