@@ -79,16 +79,17 @@ def load_variant(path: Path) -> Any:
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-    from transformers import AutoProcessor, FastVlmConfig, FastVlmForConditionalGeneration
+    from transformers import AutoProcessor
 
+    from harness.models.families import family_of_model_type
     from harness.models.fastvlm import LoadedModel
     from harness.steps._base import StepContext, apply_step
 
     record = read_build_record(path)
     if record.get("size_only"):
         raise RuntimeUnavailable(record["size_only"]["reason"])
-    config = FastVlmConfig.from_dict(record["base_config"])
-    model = FastVlmForConditionalGeneration(config).eval()
+    family = family_of_model_type(record["base_config"].get("model_type"), f"variant '{path}'")
+    model = family.model_class()(family.config_from_dict(record["base_config"])).eval()
     processor = AutoProcessor.from_pretrained(str(path))
     loaded = LoadedModel(model=model, processor=processor, source=record["base"]["source"],
                          random_weights=record["base"].get("random_weights", False),

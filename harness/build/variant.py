@@ -129,7 +129,7 @@ def _size_only_into(base: dict[str, Any], steps: list[dict[str, Any]], key: str,
     """Config, processor and a build record holding the meta-device estimate: no weights."""
     from harness.build.artifact import save_size_only
     from harness.errors import ModelLoadError
-    from harness.models.shapes import random_config
+    from harness.models.families import random_config
     from harness.models.sizing import estimate
 
     if steps:

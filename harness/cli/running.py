@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -105,13 +106,13 @@ def _joined(errors: list[Exception]) -> Exception:
     return ConfigProblems([line for exc in errors for line in str(exc).splitlines()])
 
 
-LS_CATEGORIES = ("steps", "runtimes", "metrics", "suite kinds", "executors", "suites", "recipes")
+LS_CATEGORIES = ("steps", "runtimes", "metrics", "suite kinds", "executors", "suites", "recipes", "models")
 
 
 @app.command("ls")
 @user_errors
 def list_registered(kind: str | None = typer.Argument(None, help="steps, runtimes, metrics, suite-kinds, "
-                                                                 "executors, suites or recipes"),
+                                                                 "executors, suites, recipes or models"),
                     as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List what is registered, one line each."""
     from harness.errors import ConfigError
@@ -131,6 +132,8 @@ def list_registered(kind: str | None = typer.Argument(None, help="steps, runtime
                               "path": str(find_suite(s))} for s in available()]
         elif name == "recipes":
             listing[name] = _shipped_recipes()
+        elif name == "models":
+            listing[name] = _model_families()
         else:
             listing[name] = [{"name": e.name, "description": e.description} for e in ALL[name].entries()]
     if as_json:
@@ -142,6 +145,24 @@ def list_registered(kind: str | None = typer.Argument(None, help="steps, runtime
             extra = f"[{entry['kind']}] " if "kind" in entry else ""
             where = f"  ({entry['path']})" if "path" in entry else ""
             typer.echo(f"  {entry['name']:<18} {extra}{entry['description']}{where}")
+            for shape in entry.get("shapes", []):
+                typer.echo(f"    {shape['name']:<28} {shape['description']}")
+
+
+def _model_families() -> list[dict[str, Any]]:
+    """Each model family: the model types it reads, its vision tower, its `random:` shapes."""
+    from harness.models.families import family
+    from harness.registries import MODEL_FAMILIES
+
+    out = []
+    for entry in MODEL_FAMILIES.entries():
+        fam = family(entry.name)
+        types = ", ".join(fam.model_types)
+        out.append({"name": entry.name, "description": f"{entry.description} (model_type {types})",
+                    "model_types": list(fam.model_types), "vision_tower": fam.vision_tower,
+                    "shapes": [{"name": f"random:{shape}", "description": fam.describe_shape(shape)}
+                               for shape in fam.shapes]})
+    return out
 
 
 def _shipped_recipes() -> list[dict[str, str]]:

@@ -1,7 +1,9 @@
-"""Resolve a base-model reference to a `LoadedModel`: `nano`, `random:<shape>`, a local
-checkpoint directory, or a hub id (offline: only from the local hub cache).
+"""Resolve a base-model reference to a `LoadedModel`: `nano`, `random:<shape>` (any family's
+shape), a local checkpoint directory, or a hub id (offline: only from the local hub cache).
 
-A directory or hub id may hold transformers' `fast_vlm` or Apple's own `llava_qwen2` FastVLM
+A directory's config.json `model_type` picks its model family (`harness.models.families`:
+`fast_vlm`, `internvl`, `smolvlm`, `llava_onevision`); any other type is refused in one line that
+lists the supported ones. A directory or hub id may also hold Apple's own `llava_qwen2` FastVLM
 (hub `apple/FastVLM-*`, ml-fastvlm's stage-2/3 folders); the latter loads through its converted
 copy in the user cache (`harness.models.apple`), never through its custom code.
 
@@ -17,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ModelLoadError
+from harness.errors import HarnessError, ModelLoadError, first_line
 from harness.models.apple import APPLE_MODEL_TYPE as APPLE
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -33,9 +35,10 @@ def load_model(reference: str, revision: str | None = None, trust_remote_code: b
         model, processor = _from_pretrained(str(path), None, False)
         return LoadedModel(model=model, processor=processor, source="nano", meta={"path": str(path)})
     if reference.startswith("random:"):
-        from harness.models.shapes import random_model
+        from harness.models.families import family_of_shape
 
-        return random_model(reference.split(":", 1)[1])
+        shape = reference.split(":", 1)[1]
+        return family_of_shape(shape).random_model(shape)
     path = Path(reference).expanduser()
     if path.exists() or reference.startswith((".", "/", "~")) or not HUB_ID.match(reference):
         if check_checkpoint_dir(path) == APPLE:
@@ -49,6 +52,28 @@ def load_model(reference: str, revision: str | None = None, trust_remote_code: b
         return _from_apple(snapshot, reference)
     model, processor = _from_pretrained(reference, revision, trust_remote_code)
     return LoadedModel(model=model, processor=processor, source=reference)
+
+
+def base_family(reference: str, revision: str | None = None) -> Any:
+    """The model family of a base reference without loading it (config.json only), or None when the
+    reference does not resolve (the preflight's `check_base` says why)."""
+    from harness.models.families import family, family_of_shape, model_types
+
+    if reference == "nano":
+        return family("fastvlm")
+    try:
+        if reference.startswith("random:"):
+            return family_of_shape(reference.split(":", 1)[1])
+    except HarnessError:
+        return None
+    path = Path(reference).expanduser()
+    if not (path.exists() or reference.startswith((".", "/", "~")) or not HUB_ID.match(reference)):
+        path = hub_snapshot(reference, revision) or path
+    model_type = _model_type(path / "config.json")
+    if model_type == APPLE:
+        return family("fastvlm")
+    known = model_types()
+    return family(known[model_type]) if model_type in known else None
 
 
 def _from_apple(path: Path, source: str) -> Any:
@@ -78,8 +103,9 @@ def _model_type(config_file: Path) -> Any:
 
 
 def check_checkpoint_dir(path: Path) -> str:
-    """One-line errors for the usual ways a directory is not a FastVLM checkpoint; returns its
-    model type (`fast_vlm`, or `llava_qwen2` for Apple's own layout, checked by `apple.inspect`)."""
+    """One-line errors for the usual ways a directory is not a checkpoint of a model family; returns
+    its model type (`fast_vlm`, `internvl`, ..., or `llava_qwen2` for Apple's own FastVLM layout,
+    checked by `apple.inspect`)."""
     if not path.exists():
         raise ModelLoadError(
             f"model path '{path}' does not exist; give a FastVLM checkpoint directory, a hub id, "
@@ -98,10 +124,14 @@ def check_checkpoint_dir(path: Path) -> str:
 
         inspect(path)
         return APPLE
-    if model_type != "fast_vlm":
+    from harness.models.families import model_types
+
+    supported = model_types()
+    if model_type not in supported:
+        others = ", ".join(f"'{t}' ({supported[t]})" for t in sorted(supported) if t != "fast_vlm")
         raise ModelLoadError(
-            f"'{path}' holds a '{model_type}' model, not 'fast_vlm' (transformers' FastVLM) or '{APPLE}' "
-            "(Apple's own FastVLM layout); give a FastVLM checkpoint")
+            f"'{path}' holds a '{model_type}' model, not 'fast_vlm' (transformers' FastVLM), {others} or '{APPLE}' "
+            "(Apple's own FastVLM layout); give a checkpoint of one of these model types")
     if not any(path.glob("*.safetensors")):
         raise ModelLoadError(
             f"'{path}' has no .safetensors weights (pickled .bin weights are refused); "
@@ -120,6 +150,8 @@ def _from_pretrained(name: str, revision: str | None, trust_remote_code: bool) -
         model = AutoModelForImageTextToText.from_pretrained(
             name, revision=revision, local_files_only=offline, trust_remote_code=trust_remote_code,
             use_safetensors=True, dtype="float32")
+    except ImportError as exc:  # a processor whose optional package is missing (SmolVLM's needs num2words)
+        raise ModelLoadError(f"cannot load '{name}': {first_line(exc)}") from None
     except (SafetensorError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, SafetensorError) or "safetensors" in first.lower() or "header" in first.lower():

@@ -23,25 +23,26 @@ import math
 import os
 from typing import Any
 
-from harness.models.fastvlm import COMPONENT_PATHS
-
 INT4_GROUPS = (32, 64, 128)
 #: Added to 2 x fp32 bytes: the interpreter, torch, transformers and the activations of a build.
 BUILD_MARGIN_BYTES = 2 * 1024**3
 
 
 def meta_model(config: Any) -> Any:
-    """The model of `config` on the meta device: every parameter has its shape, none has storage."""
+    """The model of `config` (any model family) on the meta device: every parameter has its shape, none has
+    storage."""
     import torch
-    from transformers import FastVlmForConditionalGeneration
 
+    from harness.models.families import family_of_model_type
+
+    model_class = family_of_model_type(config.model_type).model_class()
     with torch.device("meta"):
-        return FastVlmForConditionalGeneration(config)
+        return model_class(config)
 
 
 def estimate(shape: str) -> dict[str, Any]:
     """Parameter counts per component and bytes per storage format of `random:<shape>` (no allocation)."""
-    from harness.models.shapes import random_config
+    from harness.models.families import random_config
 
     config, _ = random_config(shape)
     return estimate_model(meta_model(config))
@@ -50,10 +51,13 @@ def estimate(shape: str) -> dict[str, Any]:
 def estimate_model(model: Any) -> dict[str, Any]:
     import torch
 
+    from harness.models.families import family_of_model_type
+
+    component_paths = family_of_model_type(model.config.model_type).component_paths
     params = {name: sum(p.numel() for path in paths for p in model.get_submodule(path).parameters())
-              for name, paths in COMPONENT_PATHS.items()}
+              for name, paths in component_paths.items()}
     params["total"] = sum(p.numel() for p in model.parameters())
-    linears = [m for path in COMPONENT_PATHS["llm"] for m in model.get_submodule(path).modules()
+    linears = [m for path in component_paths["llm"] for m in model.get_submodule(path).modules()
                if isinstance(m, torch.nn.Linear)]
     quantized = sum(m.weight.numel() for m in linears)
     rows = sum(m.out_features for m in linears)

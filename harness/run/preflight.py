@@ -25,12 +25,10 @@ def check_base(reference: str, revision: str | None = None) -> list[str]:
     if reference == "nano":
         return []
     if reference.startswith("random:"):
-        from harness.models.shapes import QWEN2_SHAPES
-        from harness.registry import did_you_mean
+        from harness.models.families import shapes, unknown_shape
 
         shape = reference.split(":", 1)[1]
-        return [] if shape in QWEN2_SHAPES else [
-            f"base: unknown random shape '{shape}'{did_you_mean(shape, list(QWEN2_SHAPES))}"]
+        return [] if shape in shapes() else [f"base: {unknown_shape(shape, list(shapes()))}"]
     path = Path(reference).expanduser()
     try:
         if path.exists() or reference.startswith((".", "/", "~")) or not HUB_ID.match(reference):
@@ -47,6 +45,23 @@ def check_base(reference: str, revision: str | None = None) -> list[str]:
     except HarnessError as exc:
         return [f"base: {exc}"]
     return []
+
+
+def check_steps(recipe: Recipe) -> list[str]:
+    """A step that only some model family supports (its `specific_steps`), used on a base of another
+    family, is refused here, one line per step, naming the base's family."""
+    from harness.models.families import families
+    from harness.models.loading import base_family
+
+    base = recipe.spec.base
+    found = base_family(base.model, base.revision)
+    if found is None:
+        return []
+    needs = {kind: need for fam in families() if fam.name != found.name for kind, need in fam.specific_steps.items()
+             if kind not in found.specific_steps}
+    used = dict.fromkeys(raw.get("kind") for variant in recipe.variants for raw in variant.steps)
+    return [f"step '{kind}' needs {needs[kind]}; base '{base.model}' is a {found.name} model"
+            for kind in used if kind in needs]
 
 
 def check_suites(definitions: list[dict[str, Any]], recipe_dir: Path | None) -> list[str]:
@@ -106,6 +121,7 @@ def preflight(recipe: Recipe, definitions: list[dict[str, Any]], output: Path) -
     """Every problem at once as `ConfigProblems` (exit code 2); else the notes of what will be
     recorded not measured (e.g. no phone connected), one line each, for the plan and the terminal."""
     problems = check_base(recipe.spec.base.model, recipe.spec.base.revision)
+    problems += check_steps(recipe)
     problems += check_suites(definitions, recipe.path.parent if recipe.path else None)
     found, notes = check_runtimes(recipe.spec.runtimes, recipe.spec.runtime_options)
     problems += found

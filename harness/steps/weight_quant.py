@@ -34,6 +34,7 @@ from harness.steps._layers import check_group_size, check_ignore, linear_layers,
 
 STEP = "weight-quant"
 GROUP_SIZES = (-1, 16, 32, 64, 128)
+#: FastVLM's decoder blocks (the prefix of every block's Linear names); `_blocks` gives any family's.
 LLM_BLOCKS = f"{MODULE_PATHS['llm']}.layers."
 #: AWQ scale absorption inside one Qwen2 decoder block: absorbing module -> absorbed Linear(s).
 QWEN2_ABSORB = {"input_layernorm": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
@@ -180,7 +181,8 @@ def _run_calibrated(loaded: Any, names: list[str], config: WeightQuantConfig, ct
         raise StepError(f"step '{STEP}': calibration produced no batches; give a non-empty dataset")
     inc = _inc()
     wrapper = _text_lm(loaded)
-    local = ["language_model" + n.removeprefix(MODULE_PATHS["llm"]) for n in names]  # names inside the wrapper
+    decoder = loaded.family.module_paths["llm"]
+    local = ["language_model" + n.removeprefix(decoder) for n in names]  # names inside the wrapper
 
     def run_fn(model: Any) -> None:
         for batch in inputs:
@@ -201,11 +203,17 @@ def _run_calibrated(loaded: Any, names: list[str], config: WeightQuantConfig, ct
 def _absorb(loaded: Any, names: list[str]) -> dict[str, Any]:
     """Qwen2 absorption map when every Linear of every block is chosen; else INC's own tracing."""
     layers = loaded.llm.layers
-    wanted = {f"{LLM_BLOCKS}{i}.{leaf}" for i in range(len(layers))
+    blocks = _blocks(loaded)
+    wanted = {f"{blocks}{i}.{leaf}" for i in range(len(layers))
               for targets in QWEN2_ABSORB.values() for leaf in ([targets] if isinstance(targets, str) else targets)}
     modules = {name for name, _ in loaded.model.named_modules()}
-    norms = all(f"{LLM_BLOCKS}0.{n}" in modules for n in ("input_layernorm", "post_attention_layernorm"))
+    norms = all(f"{blocks}0.{n}" in modules for n in ("input_layernorm", "post_attention_layernorm"))
     return dict(QWEN2_ABSORB) if norms and wanted <= set(names) else {}
+
+
+def _blocks(loaded: Any) -> str:
+    """The prefix of the decoder blocks' module names in `loaded`'s family (FastVLM: `LLM_BLOCKS`)."""
+    return f"{loaded.family.module_paths['llm']}.layers."
 
 
 def _check(config: WeightQuantConfig, loaded: Any, chosen: list[str]) -> None:
@@ -244,7 +252,7 @@ class WeightQuant(Step):
         # INC's GPTQ/AWQ cover the decoder blocks only (its GPTQ lm_head path replaces nothing for a
         # top-level lm_head and feeds it pre-norm states); everything else chosen is rounded (RTN).
         _check(config, model, chosen)
-        calibrated = [n for n in chosen if n.startswith(LLM_BLOCKS)] if config.algorithm != "rtn" else []
+        calibrated = [n for n in chosen if n.startswith(_blocks(model))] if config.algorithm != "rtn" else []
         rounded = [n for n in chosen if n not in calibrated]
         biased = {n: model.model.get_submodule(n).bias is not None for n in chosen}
         with _inc_workspace() as workspace:

@@ -16,7 +16,7 @@ _DECODER = "model.language_model"
 TINY = {"text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
                  "num_key_value_heads": 1, "max_position_embeddings": 1024, "tie_word_embeddings": False},
         "vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                   "image_size": 32, "patch_size": 8},
+                   "image_size": 32, "patch_size": 8, "vision_use_head": False},
         "grid": 2}
 
 
@@ -28,14 +28,15 @@ class LlavaOnevision(ModelFamily):
         "vision": "model.vision_tower", "projector": "model.multi_modal_projector", "llm": _DECODER,
         "lm_head": "lm_head", "embed_tokens": f"{_DECODER}.embed_tokens"}
     vision_tower = "SigLIP so400m (ViT, 14 px patches), AnyRes"
-    #: llava-onevision-qwen2-0.5b-ov-hf: SigLIP so400m-patch14-384 (26 layers) + Qwen2-0.5B (tied head).
+    #: llava-onevision-qwen2-0.5b-ov-hf: SigLIP so400m-patch14-384 (26 layers, no pooling head) + Qwen2-0.5B (tied
+#: head): 894 M parameters, as published.
     shapes: ClassVar[dict[str, dict[str, Any]]] = {
         "llava-onevision-0.5b": {
             "text": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
-                     "num_key_value_heads": 2, "vocab_size": 151647, "max_position_embeddings": 32768,
+                     "num_key_value_heads": 2, "vocab_size": 152000, "max_position_embeddings": 32768,
                      "rope_theta": 1000000.0, "tie_word_embeddings": True},
             "vision": {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 26,
-                       "num_attention_heads": 16, "image_size": 384, "patch_size": 14},
+                       "num_attention_heads": 16, "image_size": 384, "patch_size": 14, "vision_use_head": False},
             "grid": 6}}
 
     def model_class(self) -> Any:
