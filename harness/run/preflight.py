@@ -59,8 +59,10 @@ def check_steps(recipe: Recipe) -> list[str]:
         return []
     needs = {kind: need for fam in families() if fam.name != found.name for kind, need in fam.specific_steps.items()
              if kind not in found.specific_steps}
-    used = dict.fromkeys(raw.get("kind") for variant in recipe.variants for raw in variant.steps)
-    return [f"step '{kind}' needs {needs[kind]}; base '{base.model}' is a {found.name} model"
+    used = dict.fromkeys(raw["kind"] if isinstance(raw, dict) else raw.kind
+                         for variant in recipe.variants for raw in variant.steps)
+    article = "an" if found.name[0] in "aeiou" else "a"
+    return [f"step '{kind}' needs {needs[kind]}; base '{base.model}' is {article} {found.name} model"
             for kind in used if kind in needs]
 
 

@@ -72,10 +72,11 @@ class FastVLM(ModelFamily):
         return model.model.get_image_features(pixel_values=pixel_values).pooler_output
 
     def visual_tokens(self, loaded: Any, height: int | None = None, width: int | None = None) -> int:
-        """As the LLaVA processor computes it (token merging offsets `patch_size`)."""
-        default_h, default_w = self.image_size(loaded.processor)
+        """As the LLaVA processor computes it (token merging offsets `patch_size`). Every image is resized
+        and centre-cropped to `image_size` first, so its own size does not change the count."""
+        image_h, image_w = self.image_size(loaded.processor)
         processor = loaded.processor
         patch = processor.patch_size
         extra = getattr(processor, "num_additional_image_tokens", 0) or 0
         default = getattr(processor, "vision_feature_select_strategy", None) == "default"
-        return ((height or default_h) // patch) * ((width or default_w) // patch) + extra - int(default)
+        return (image_h // patch) * (image_w // patch) + extra - int(default)
