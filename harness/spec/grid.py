@@ -76,7 +76,7 @@ def expand(spec: RecipeSpec, problems: Problems) -> list[tuple[VariantSpec, Loc]
             axes = dict(zip(keys, combo))
             name = str(substitute(grid.name, axes))
             try:
-                variant = VariantSpec(name=name, steps=substitute(grid.steps, axes), gate=grid.gate,
+                variant = VariantSpec(name=name, model=grid.model, steps=substitute(grid.steps, axes), gate=grid.gate,
                                       runtimes=grid.runtimes)
             except ValidationError:
                 problems.add((*loc, "name"), f"'{name}' is not a valid variant name (letters, digits and _.+- ; "

@@ -7,6 +7,7 @@ and the cross-field checks live in `harness.spec.recipe`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,19 @@ class BaseModelSpec(Strict):
     model: str = "nano"
     revision: str | None = None
     trust_remote_code: bool = False
+
+
+class ModelEntry(BaseModelSpec):
+    """One base model of a cross-model recipe (`models: {name: ...}`): the base, and the variant of
+    this model that its variants' retention is measured against."""
+
+    baseline: str | None = Field(None, description="this model's variant that retention is measured against "
+                                 "(default: the model's first variant when it has no steps, else an uncompressed "
+                                 "variant named after the model, added)")
+
+
+MODEL_DESCRIPTION = ("the `models:` entry this variant is built from (cross-model recipes only); omitted: the "
+                     "variant is built from every model, once each, named '<model>-<variant>'")
 
 
 class Targets(Strict):
@@ -70,6 +84,7 @@ RUNTIMES_DESCRIPTION = ("runtimes this variant is measured on (a subset of the r
 
 class VariantSpec(Strict):
     name: str = Field(pattern=NAME_PATTERN)
+    model: str | None = Field(None, description=MODEL_DESCRIPTION)
     steps: list[dict[str, Any]] = Field(default_factory=list)
     gate: bool = True
     runtimes: list[str] | None = Field(None, description=RUNTIMES_DESCRIPTION)
@@ -79,6 +94,7 @@ class GridSpec(Strict):
     """Cartesian expansion: every "{axis}" in `name` and in step values is substituted."""
 
     name: str
+    model: str | None = Field(None, description=MODEL_DESCRIPTION)
     axes: dict[str, list[Any]]
     steps: list[dict[str, Any]]
     gate: bool = True
@@ -97,6 +113,10 @@ class RecipeSpec(Strict):
     description: str = ""
     base: BaseModelSpec = Field(default_factory=BaseModelSpec)
     baseline: str | None = Field(None, description="variant that retention is measured against")
+    models: dict[str, ModelEntry] = Field(
+        default_factory=dict, description="several base models in one run (instead of `base:`), by name: each "
+                                          "variant names its model, retention is measured against that model's "
+                                          "own baseline (docs/recipes.md, Cross-model recipes)")
     variants: list[VariantSpec] = Field(default_factory=list)
     grid: list[GridSpec] = Field(default_factory=list)
     runtimes: list[str] = Field(default_factory=lambda: ["torch-eager"])
@@ -125,6 +145,17 @@ class RecipeSpec(Strict):
     def _base_shorthand(cls, value: Any) -> Any:
         return {"model": value} if isinstance(value, str) else value
 
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_shorthand(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for name in value:
+            if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+                raise ValueError(f"model name '{name}' is not a valid name (letters, digits and _.+- ; starting "
+                                 "with a letter or digit)")
+        return {name: {"model": entry} if isinstance(entry, str) else entry for name, entry in value.items()}
+
 
 class Recipe(BaseModel):
     """A validated recipe with its variants expanded and each step's config parsed."""
@@ -134,6 +165,8 @@ class Recipe(BaseModel):
     spec: RecipeSpec
     path: Path | None
     variants: list[ResolvedVariant]
+    #: Cross-model recipes: each model's baseline variant, by model name (empty for a `base:` recipe).
+    model_baselines: dict[str, str] = {}
 
     def variant(self, name: str) -> ResolvedVariant:
         for variant in self.variants:
@@ -144,7 +177,32 @@ class Recipe(BaseModel):
 
     @property
     def baseline(self) -> str:
+        """The run's baseline: the recipe's `baseline:`, else its first variant (a cross-model recipe:
+        the first model's baseline); `baseline_of` gives each variant's own."""
+        if self.model_baselines:
+            return next(iter(self.model_baselines.values()))
         return self.spec.baseline or self.variants[0].name
+
+    def baseline_of(self, name: str) -> str:
+        """The variant that `name`'s retention is measured against: its own model's baseline."""
+        model = self.variant(name).model
+        return self.model_baselines[model] if model is not None else self.baseline
+
+    @property
+    def baselines(self) -> dict[str, str]:
+        """Variant → its baseline variant, for a cross-model recipe (empty for a `base:` recipe)."""
+        return {v.name: self.model_baselines[v.model] for v in self.variants if v.model is not None}
+
+    def base_of(self, variant: ResolvedVariant) -> BaseModelSpec:
+        """The base model `variant` is built from."""
+        return self.model_base(variant.model)
+
+    def model_base(self, model: str | None) -> BaseModelSpec:
+        """The base model of a `models:` entry (None: the recipe's `base:`)."""
+        if model is None:
+            return self.spec.base
+        entry = self.spec.models[model]
+        return BaseModelSpec(model=entry.model, revision=entry.revision, trust_remote_code=entry.trust_remote_code)
 
 
 class ResolvedVariant(BaseModel):
@@ -153,6 +211,8 @@ class ResolvedVariant(BaseModel):
     name: str
     steps: list[Any]  # StepConfig instances
     gate: bool = True
+    #: The `models:` entry it is built from (None: the recipe's `base:`).
+    model: str | None = None
     #: Formats the artifact holds, in the order they were added ("torch" first).
     formats: list[str] = ["torch"]
     #: The variant's own `runtimes:` (None: chosen by format, see `runtime_plan`).

@@ -1,7 +1,8 @@
 """Reading a recipe: pure, validated data; nothing here imports torch.
 
-A recipe names a base model, the variants to build (ordered steps, or a grid that expands into
-variants), the runtimes and suites to measure with, the targets and gate, and where runs go.
+A recipe names a base model (or several, `models:`; see `harness.spec.cross_model`), the variants
+to build (ordered steps, or a grid that expands into variants), the runtimes and suites to
+measure with, the targets and gate, and where runs go.
 Every problem of a file is reported at once, one line each, naming ``file:line``, the field and
 a fix; `--set key=value` overrides are validated like the file and named as such.
 """
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from harness.errors import ConfigError
 from harness.registries import RUNTIMES
 from harness.registry import did_you_mean
+from harness.spec.cross_model import arrange, check_models
 from harness.spec.grid import expand
 from harness.spec.messages import ConfigProblems, Problems
 from harness.spec.models import (
@@ -148,12 +150,19 @@ def parse_recipe(data: Any, path: Path | None = None, lines: dict[Loc, int] | No
         for loc, raw in _raw_steps(data):  # steps are plain dicts to RecipeSpec: check them too
             resolve_step(raw, loc, problems)
         problems.raise_if_any()
-    resolved = (resolve_variant(variant, loc, list(spec.runtimes), problems) for variant, loc in expand(spec, problems))
+    expanded = expand(spec, problems)
+    check_models(spec, data, expanded, problems)
+    resolved = (resolve_variant(variant, loc, list(spec.runtimes), problems) for variant, loc in expanded)
     variants = [v for v in resolved if v is not None]
+    baselines: dict[str, str] = {}
+    if spec.models:
+        variants, baselines = arrange(spec, variants, problems)
     _check_variants(variants, spec, problems)
     _check_objectives(spec, problems)
     _check_runtime_options(spec, problems)
     problems.raise_if_any()
+    if spec.models:
+        return Recipe(spec=spec, path=path, variants=variants, model_baselines=baselines)
     if not variants:
         variants = [ResolvedVariant(name="base", steps=[])]
     elif not spec.baseline and variants[0].steps:

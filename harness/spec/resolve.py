@@ -109,4 +109,4 @@ def resolve_variant(variant: VariantSpec, loc: Loc, runtimes: list[str], problem
         return None
     check_runtimes(variant, formats, runtimes, loc, problems)
     return ResolvedVariant(name=variant.name, steps=steps, gate=variant.gate, formats=formats,
-                           runtimes=variant.runtimes)
+                           runtimes=variant.runtimes, model=variant.model)
