@@ -1,8 +1,9 @@
 """Turn per-variant results into comparable summaries (`results.json`, shape `RunSummary`).
 
 Every suite kind summarizes its own results (`SuiteKind.summarize`): scored kinds with paired
-retention and agreement against the baseline variant, latency with medians and noise intervals,
-memory, size, parity. This module only loops over a runtime's suites, puts each entry where its
+retention and agreement against the variant's baseline (its own model's, in a cross-model run),
+latency with medians and noise intervals, memory, size, parity.
+This module only loops over a runtime's suites, puts each entry where its
 kind says (its section and headline), records failures, and judges the recipe's targets on the
 values the kinds that measure them report.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.results import rundir
+from harness.results.baselines import baseline_of, families_of
 from harness.results.kinds import headlines, kind_of, measuring
 
 NOT_APPLICABLE = "not applicable"
@@ -142,10 +144,11 @@ def aggregate(run: rundir.RunDir, plan: dict[str, Any], results: dict[str, dict[
     resolved = run.read_resolved_recipe()
     spec = resolved["spec"]
     gates = {v["name"]: v["gate"] for v in resolved["variants"]}
-    baseline = results.get(plan["baseline"], {})
+    models = families_of(plan)
     variants = []
     for name, result in results.items():
-        entry = _variant_entry(name, result, gates.get(name, True))
+        entry = {**_variant_entry(name, result, gates.get(name, True)), **models.get(name, {})}
+        baseline = results.get(baseline_of(plan, name) or "", {})  # its own model's, in a cross-model run
         for runtime, measured in result.get("measurements", {}).items():
             if measured.get("status") == "not applicable":
                 entry.setdefault("not_applicable", {})[runtime] = measured.get("reason")
@@ -155,7 +158,8 @@ def aggregate(run: rundir.RunDir, plan: dict[str, Any], results: dict[str, dict[
             entry["runtimes"][runtime] = summary
         variants.append(entry)
     summary = {"run_id": plan["run_id"], "recipe": plan["recipe"], "baseline": plan["baseline"],
-               "targets": spec["targets"], "variants": variants, rundir.FORMAT_KEY: plan.get(rundir.FORMAT_KEY, 1)}
+               "targets": spec["targets"], "variants": variants, rundir.FORMAT_KEY: plan.get(rundir.FORMAT_KEY, 1),
+               **({"baselines": plan["baselines"]} if plan.get("baselines") else {})}
     if plan.get("limit"):  # --limit: scored suites read at most this many items; never a full run's equal
         summary["limit"] = plan["limit"]
     return summary

@@ -99,8 +99,11 @@ def _suite_changes(name: str, old: dict[str, Any], new: dict[str, Any], variant:
 
 
 def _base_suite(run: LoadedRun, variant: str, runtime: str, name: str) -> dict[str, Any] | None:
-    """The run's baseline variant's result of this suite (None when `variant` is the baseline or it has none)."""
-    baseline = run.plan.get("baseline")
+    """The variant's baseline's result of this suite (its own model's in a cross-model run; None when
+    `variant` is the baseline or it has none)."""
+    from harness.results.baselines import baseline_of
+
+    baseline = baseline_of(run.plan, variant)
     if baseline in (None, variant):
         return None
     found = _suites(run, baseline, runtime).get(name)

@@ -115,8 +115,11 @@ def _size_headline() -> str:
                  and any(o.name == "size_mb" for o in kind.objectives)), "size")
 
 
-def _baseline_summary(summary: dict[str, Any], runtime: str) -> dict[str, Any] | None:
-    base = next((v for v in summary["variants"] if v["name"] == summary.get("baseline")), None)
+def _baseline_summary(summary: dict[str, Any], variant: str, runtime: str) -> dict[str, Any] | None:
+    """The runtime summary of `variant`'s baseline (its own model's, in a cross-model run)."""
+    from harness.results.baselines import baseline_of
+
+    base = next((v for v in summary["variants"] if v["name"] == baseline_of(summary, variant)), None)
     if base is None or base.get("status") != "ok":
         return None
     return base["runtimes"].get(runtime) or base["runtimes"].get("torch-eager")
@@ -124,15 +127,17 @@ def _baseline_summary(summary: dict[str, Any], runtime: str) -> dict[str, Any] |
 
 def accuracy_cost(summary: dict[str, Any], variant: str, runtime: str) -> dict[str, Any] | None:
     """The first scored suite's score against the baseline's, with retention and its paired test."""
+    from harness.results.baselines import baseline_of
+
     entry = next(v for v in summary["variants"] if v["name"] == variant)["runtimes"][runtime]
     section = _scored_section()
     suite, first = next(iter((entry.get(section) or {}).items()), (None, None))
     if first is None:
         return None
-    base = (_baseline_summary(summary, runtime) or {}).get(section, {}).get(suite)
+    base = (_baseline_summary(summary, variant, runtime) or {}).get(section, {}).get(suite)
     out = {"suite": suite, "metric": first.get("metric"), "score": first.get("score"), "ci": first.get("ci"),
            "n": first.get("n"), "meaningful": first.get("meaningful", True),
-           "baseline": summary.get("baseline"), "baseline_score": base.get("score") if base else None,
+           "baseline": baseline_of(summary, variant), "baseline_score": base.get("score") if base else None,
            "retention": first.get("retention"), "retention_ci": first.get("retention_ci"),
            "agreement": first.get("agreement"), "n_paired": first.get("n_paired")}
     if isinstance(out["score"], (int, float)) and isinstance(out["baseline_score"], (int, float)):

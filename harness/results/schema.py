@@ -35,6 +35,11 @@ class PlannedVariant(TypedDict):
     name: str
     formats: list[str]
     runtimes: list[PlannedRuntime]
+    #: The model family of its base (None: it did not resolve); absent in runs recorded before families.
+    family: NotRequired[str | None]
+    #: Cross-model runs: the `models:` entry it is built from and its own baseline variant.
+    model: NotRequired[str]
+    baseline: NotRequired[str]
 
 
 class RunPlan(TypedDict):
@@ -43,7 +48,9 @@ class RunPlan(TypedDict):
     recipe_path: str
     started: float
     variants: list[str]
+    #: The baseline (a cross-model run: the first model's; `baselines` has every variant's own).
     baseline: str
+    baselines: NotRequired[dict[str, str]]
     #: Definitions of every suite the plan names (the recipe's and the automatic parity suite).
     suites: list[dict[str, Any]]
     report_version: int
@@ -126,12 +133,17 @@ class VariantSummary(TypedDict):
     training: list[dict[str, Any]]
     runtimes: dict[str, RuntimeSummary]
     not_applicable: NotRequired[dict[str, str | None]]
+    #: As the plan recorded them: the base's model family, and (cross-model runs) the model.
+    family: NotRequired[str | None]
+    model: NotRequired[str]
 
 
 class RunSummary(TypedDict):
     run_id: str
     recipe: str
     baseline: str
+    #: Cross-model runs: each variant's own baseline (its model's).
+    baselines: NotRequired[dict[str, str]]
     targets: dict[str, float | None]
     variants: list[VariantSummary]
     report_version: int

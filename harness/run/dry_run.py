@@ -17,7 +17,7 @@ def _cached(recipe: Any, variant: Any) -> bool:
     from harness.build.variant import artifact_dir, variant_key
     from harness.paths import cache_dir
 
-    return has_build_record(artifact_dir(cache_dir(), variant_key(recipe.spec.base.model_dump(),
+    return has_build_record(artifact_dir(cache_dir(), variant_key(recipe.base_of(variant).model_dump(),
                                                                   variant.steps_as_data())))
 
 
@@ -47,7 +47,8 @@ def dry_run(recipe_path: Path, options: RunOptions) -> dict[str, Any]:
     variants = []
     for variant, planned in zip(recipe.variants, plan["plan"], strict=True):
         variants.append({"name": variant.name, "formats": planned["formats"], "cached": _cached(recipe, variant),
-                         "runtimes": planned["runtimes"]})
+                         "runtimes": planned["runtimes"],
+                         **{key: planned[key] for key in ("model", "family", "baseline") if key in planned}})
     return {"recipe": plan["recipe"], "output": str(output), "baseline": plan["baseline"], "limit": plan["limit"],
             "variants": variants, "eta": _eta(history_in(output), plan["recipe"], len(variants)),
             "notices": plan.get("notices", [])}

@@ -77,11 +77,13 @@ def resolve_suites(recipe: Recipe) -> list[dict[str, Any]]:
 
 
 def select_variants(recipe: Recipe, names: tuple[str, ...] | list[str]) -> Recipe:
-    """The recipe with only the named variants (`--variant`), plus its baseline: retention and the
-    paired tests need it. An unknown name is a one-line error with a suggestion."""
+    """The recipe with only the named variants (`--variant`), plus their baselines (each variant's own
+    model's, in a cross-model recipe): retention and the paired tests need them. An unknown name is a
+    one-line error with a suggestion."""
     if not names:
         return recipe
-    wanted = {recipe.variant(name).name for name in names} | {recipe.baseline}
+    chosen = {recipe.variant(name).name for name in names}
+    wanted = chosen | {recipe.baseline_of(name) for name in chosen}
     return recipe.model_copy(update={"variants": [v for v in recipe.variants if v.name in wanted]})
 
 
@@ -128,8 +130,17 @@ def plan_variant(variant: ResolvedVariant, runtimes: list[str], suites: list[dic
     return {"name": variant.name, "formats": list(variant.formats), "runtimes": planned}
 
 
-def plan_run(recipe: Recipe, suites: list[dict[str, Any]], added: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [plan_variant(v, recipe.spec.runtimes, suites, added) for v in recipe.variants]
+def plan_run(recipe: Recipe, suites: list[dict[str, Any]], added: list[dict[str, Any]],
+             families: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
+    """Every variant's `PlannedVariant`; with `families` (variant → model family, from the preflight)
+    each names its family, and in a cross-model recipe its model and its own baseline variant."""
+    planned = [plan_variant(v, recipe.spec.runtimes, suites, added) for v in recipe.variants]
+    for variant, entry in zip(recipe.variants, planned, strict=True):
+        if families is not None:
+            entry["family"] = families.get(variant.name)
+        if variant.model is not None:
+            entry.update(model=variant.model, baseline=recipe.baseline_of(variant.name))
+    return planned
 
 
 def variant_job(recipe: Recipe, variant: ResolvedVariant, planned: dict[str, Any],
@@ -142,8 +153,9 @@ def variant_job(recipe: Recipe, variant: ResolvedVariant, planned: dict[str, Any
     runtimes = tuple(RuntimeJob(r["runtime"], r["reason"], tuple(by_name[n] for n in r["suites"]),
                                 tuple((by_name[n], why) for n, why in r.get("not_applicable", {}).items()),
                                 options.get(r["runtime"])) for r in planned["runtimes"])
-    return VariantJob(variant=variant.name, base=recipe.spec.base.model_dump(), steps=tuple(variant.steps_as_data()),
-                      runtimes=runtimes, cache_dir=str(cache_dir()), work_dir=str(work_dir),
+    return VariantJob(variant=variant.name, base=recipe.base_of(variant).model_dump(),
+                      steps=tuple(variant.steps_as_data()), runtimes=runtimes, cache_dir=str(cache_dir()),
+                      work_dir=str(work_dir),
                       recipe_dir=str(recipe.path.parent.resolve()) if recipe.path else None, seed=recipe.spec.seed,
                       threads=int(os.environ.get("HARNESS_THREADS", "0")) or None, use_cache=use_cache)
 

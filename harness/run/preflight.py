@@ -47,23 +47,46 @@ def check_base(reference: str, revision: str | None = None) -> list[str]:
     return []
 
 
+def bases(recipe: Recipe) -> dict[str | None, Any]:
+    """Each base model the recipe's variants are built from, by its `models:` name (None: the
+    recipe's one `base:`)."""
+    return {model: recipe.model_base(model) for model in dict.fromkeys(v.model for v in recipe.variants)}
+
+
 def check_steps(recipe: Recipe) -> list[str]:
     """A step that only some model family supports (its `specific_steps`), used on a base of another
-    family, is refused here, one line per step, naming the base's family."""
+    family, is refused here, one line per step and model, naming the base's family (in a
+    cross-model recipe, each variant against its own model)."""
     from harness.models.families import families
     from harness.models.loading import base_family
 
-    base = recipe.spec.base
-    found = base_family(base.model, base.revision)
-    if found is None:
-        return []
-    needs = {kind: need for fam in families() if fam.name != found.name for kind, need in fam.specific_steps.items()
-             if kind not in found.specific_steps}
-    used = dict.fromkeys(raw["kind"] if isinstance(raw, dict) else raw.kind
-                         for variant in recipe.variants for raw in variant.steps)
-    article = "an" if found.name[0] in "aeiou" else "a"
-    return [f"step '{kind}' needs {needs[kind]}; base '{base.model}' is {article} {found.name} model"
-            for kind in used if kind in needs]
+    problems = []
+    for model, base in bases(recipe).items():
+        found = base_family(base.model, base.revision)
+        if found is None:
+            continue
+        needs = {kind: need for fam in families() if fam.name != found.name
+                 for kind, need in fam.specific_steps.items() if kind not in found.specific_steps}
+        used: dict[str, list[str]] = {}
+        for variant in recipe.variants:
+            if variant.model == model:
+                for raw in variant.steps:
+                    used.setdefault(raw["kind"] if isinstance(raw, dict) else raw.kind, []).append(variant.name)
+        article = "an" if found.name[0] in "aeiou" else "a"
+        where = f"model '{model}' ('{base.model}')" if model is not None else f"base '{base.model}'"
+        problems += [f"step '{kind}' needs {needs[kind]}; {where} is {article} {found.name} model"
+                     + (f" (variants {', '.join(names)})" if model is not None else "")
+                     for kind, names in used.items() if kind in needs]
+    return problems
+
+
+def families_of(recipe: Recipe) -> dict[str, str | None]:
+    """Variant → the model family of its base (None where the base does not resolve: `check_base`
+    says why), read without loading a model; recorded in the plan so results group by family."""
+    from harness.models.loading import base_family
+
+    found = {model: base_family(base.model, base.revision) for model, base in bases(recipe).items()}
+    return {v.name: getattr(found.get(v.model), "name", None) for v in recipe.variants}
 
 
 def check_suites(definitions: list[dict[str, Any]], recipe_dir: Path | None) -> list[str]:
@@ -122,7 +145,10 @@ def check_output(output: Path) -> list[str]:
 def preflight(recipe: Recipe, definitions: list[dict[str, Any]], output: Path) -> list[str]:
     """Every problem at once as `ConfigProblems` (exit code 2); else the notes of what will be
     recorded not measured (e.g. no phone connected), one line each, for the plan and the terminal."""
-    problems = check_base(recipe.spec.base.model, recipe.spec.base.revision)
+    problems = []
+    for model, base in bases(recipe).items():
+        found = check_base(base.model, base.revision)
+        problems += [f"models.{model}: {p.removeprefix('base: ')}" for p in found] if model is not None else found
     problems += check_steps(recipe)
     problems += check_suites(definitions, recipe.path.parent if recipe.path else None)
     found, notes = check_runtimes(recipe.spec.runtimes, recipe.spec.runtime_options)

@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.registries import SUITE_KINDS
 from harness.results import rundir
+from harness.results.baselines import baseline_of
 from harness.run.worker import PENDING
 
 
@@ -113,11 +114,13 @@ def _flag(jobs: list[Job], budget: dict[int, int]) -> list[Job]:
     return again
 
 
-def _partners(again: list[Job], jobs: list[Job], baseline: str | None) -> list[Job]:
-    """The baseline variant's job beside each re-measured one (same runtime and suite), once: measured
-    in the same extra round, the re-measured process still has a partner for its paired ratio."""
+def _partners(again: list[Job], jobs: list[Job], plan: dict[str, Any]) -> list[Job]:
+    """The baseline variant's job beside each re-measured one (same runtime and suite; its own model's
+    baseline in a cross-model run), once: measured in the same extra round, the re-measured process
+    still has a partner for its paired ratio."""
     out: list[Job] = []
     for job in again:
+        baseline = baseline_of(plan, job.variant)
         partner = next((j for j in jobs if j.variant == baseline and j.runtime == job.runtime
                         and j.suite["name"] == job.suite["name"] and j.failure is None), None)
         if partner is not None and partner not in again and partner not in out:
@@ -126,7 +129,7 @@ def _partners(again: list[Job], jobs: list[Job], baseline: str | None) -> list[J
 
 
 def _remeasure(jobs: list[Job], seed: int, recipe_dir: Path | None, tick: Callable[[str], None],
-               baseline: str | None = None, prefix: str = "") -> None:
+               plan: dict[str, Any] | None = None, prefix: str = "") -> None:
     """Exclude each job's outlier processes and measure that many again in extra shuffled rounds
     (with the baseline variant beside them), within a budget of half its rounds (at least one)."""
     budget = {id(j): max(1, j.rounds // 2) for j in jobs}
@@ -134,7 +137,7 @@ def _remeasure(jobs: list[Job], seed: int, recipe_dir: Path | None, tick: Callab
         again = _flag(jobs, budget)
         if not again:
             return
-        again += _partners(again, jobs, baseline)
+        again += _partners(again, jobs, plan or {})
         random.Random(f"{seed}:{prefix}again:{attempt}").shuffle(again)
         for position, job in enumerate(again):
             _measure(job, f"{prefix}again-{attempt + 1}", position, recipe_dir)
@@ -155,7 +158,7 @@ def measure_rounds(run: rundir.RunDir, plan: dict[str, Any], seed: int, recipe_d
         begin(planned)
     for round_index in range(max((j.rounds for j in jobs), default=0)):
         _round(jobs, round_index, seed, recipe_dir, tick, prefix)
-    _remeasure(jobs, seed, recipe_dir, tick, plan.get("baseline"), prefix)
+    _remeasure(jobs, seed, recipe_dir, tick, plan, prefix)
     for job in jobs:
         if job.failure is not None or not any(not p.get("excluded") for p in job.processes):
             data = {"status": "error", "kind": job.suite["kind"], "error": job.failure or "every process was excluded"}

@@ -68,7 +68,7 @@ def output_of(recipe: Recipe, recipe_path: Path, output: Path | None) -> Path:
 def prepare(recipe_path: Path, options: RunOptions) -> tuple[Recipe, dict[str, Any], Path]:
     """The recipe (overrides applied, variants selected), the plan without a run id, and where the
     run folder will go — after the preflight passed. Writes nothing."""
-    from harness.run.preflight import preflight
+    from harness.run.preflight import families_of, preflight
 
     recipe_path = find_recipe(recipe_path)
     recipe = select_variants(load_recipe(recipe_path, list(options.overrides)), options.variants)
@@ -79,8 +79,9 @@ def prepare(recipe_path: Path, options: RunOptions) -> tuple[Recipe, dict[str, A
     notices = preflight(recipe, [*suites, *added], output)
     plan = {"recipe": recipe.spec.name, "recipe_path": str(recipe_path.resolve()),
             "variants": [v.name for v in recipe.variants], "baseline": recipe.baseline, "suites": suites,
+            **({"baselines": recipe.baselines} if recipe.baselines else {}),
             rundir.FORMAT_KEY: rundir.RUN_FORMAT_VERSION, "added_suites": added, "limit": options.limit,
-            "overrides": list(options.overrides), "plan": plan_run(recipe, suites, added),
+            "overrides": list(options.overrides), "plan": plan_run(recipe, suites, added, families_of(recipe)),
             "runtime_options": recipe.spec.runtime_options, "notices": notices,
             "executor": {"executor": options.executor, "jobs": options.jobs, "address": options.ray_address}}
     return recipe, plan, output
@@ -142,7 +143,7 @@ def use_data_dirs(recipe: Recipe) -> None:
 
 
 def build_reference(recipe: Recipe, progress: bool) -> None:
-    if recipe.spec.base.model == "nano":
+    if any(recipe.base_of(v).model == "nano" for v in recipe.variants):
         from harness.training.nano import ensure_nano
 
         ensure_nano(progress=progress)  # train once, visibly, before the workers need it

@@ -86,26 +86,32 @@ def _metric(definition: dict[str, Any]) -> Any:
         return None
 
 
+def _definition(plan: dict[str, Any], suite: str | None) -> dict[str, Any]:
+    return next((s for s in plan.get("suites", []) if s.get("name") == suite), {})
+
+
 def gallery(rows: list[dict[str, Any]], plan: dict[str, Any], images: ImageLoader,
             per_variant: int = 6) -> dict[str, Any]:
     """`rows` as `SuiteKind.report_context` gets them (one runtime); `plan` is the run's run.json;
     `images(definition, ids, recipe_dir)` reads the shown items' images (the suite kind knows how)."""
-    baseline = plan["baseline"]
+    from harness.results.baselines import baseline_of
+
     results = {row["variant"]["name"]: row["result"] for row in rows}
     runtime = rows[0]["runtime"] if rows else ""
-    found = _accuracy_suite(results.get(baseline, {}), runtime)
-    if found is None:
-        return {"rows": {}, "note": "no accuracy suite result for the baseline"}
-    suite_name, base_suite = found
-    base = {it["id"]: it for it in base_suite["items"]}
+    bases: dict[str, tuple[str, dict[str, Any]] | None] = {}  # per baseline (one per model in a cross-model run)
     shown: dict[str, list[dict[str, Any]]] = {}
-    definition = next((s for s in plan.get("suites", []) if s.get("name") == suite_name), {})
-    metric = _metric(definition)
+    suite_name = None
     for row in rows:
         name = row["variant"]["name"]
+        baseline = baseline_of(plan, name) or ""
+        if baseline not in bases:
+            bases[baseline] = _accuracy_suite(results.get(baseline, {}), runtime)
         mine_suite = _accuracy_suite(row["result"], runtime) if name != baseline else None
-        if mine_suite is None:
+        if bases[baseline] is None or mine_suite is None:
             continue
+        suite_name, base_suite = bases[baseline]
+        base = {it["id"]: it for it in base_suite["items"]}
+        metric = _metric(_definition(plan, suite_name))
         mine = {it["id"]: it for it in mine_suite[1]["items"]}
         differ = [i for i in mine if i in base and mine[i]["prediction"] != base[i]["prediction"]]
         chosen = (differ or list(mine))[:per_variant]
@@ -114,6 +120,11 @@ def gallery(rows: list[dict[str, Any]], plan: dict[str, Any], images: ImageLoade
                         "correct": mine[i]["score"] >= 1.0, "differs": bool(differ)} for i in chosen]
         for r in shown[name]:
             r["boxes"] = _item_boxes(metric, base.get(r["id"]), mine[r["id"]])
+    found = next((b for b in bases.values() if b is not None), None)
+    if found is None:
+        return {"rows": {}, "note": "no accuracy suite result for the baseline"}
+    suite_name = suite_name or found[0]
+    definition = _definition(plan, suite_name)
     recipe_path = plan.get("recipe_path")
     keyed = {f"{name}/{r['id']}": r for name, items in shown.items() for r in items}
     thumbs, note = _thumbnails(definition, keyed, Path(recipe_path).parent if recipe_path else None,
