@@ -174,21 +174,46 @@ def _limit_note(objective: Objective, axis: Axis, limit: tuple[str, float] | Non
     return f"{objective.title} {'≤' if side == 'max' else '≥'} {_fmt(value)}: off the axis, {where}"
 
 
-def _points_traces(fig: Any, shown: dict[str, dict[str, Value]], standings: dict[str, Standing], x: Objective,
-                   y: Objective, meets_all: set[str], recommended: str | None) -> None:
-    """One trace per Pareto category (CI whiskers, a green ring for variants meeting every target),
-    and a star on the recommendation."""
+#: One colour per model family on a frontier across families (plotly's qualitative palette, in order).
+FAMILY_COLOURS = ("#1f77b4", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+
+
+def family_colours(groups: dict[str, str | None] | None) -> dict[str, str]:
+    """Family → colour when the variants come from more than one family; {} otherwise (one family:
+    the chart stays as it always was)."""
+    found = list(dict.fromkeys(g or "unknown" for g in (groups or {}).values()))
+    return dict(zip(found, FAMILY_COLOURS * (len(found) // len(FAMILY_COLOURS) + 1))) if len(found) > 1 else {}
+
+
+def _family_legend(fig: Any, colours: dict[str, str]) -> None:
+    """A legend entry per family (the points' colour); the symbols keep saying their Pareto category."""
     import plotly.graph_objects as go
 
+    for family, colour in colours.items():
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"family: {family}", hoverinfo="skip",
+                                 marker={"symbol": "square", "size": 11, "color": colour}))
+
+
+def _points_traces(fig: Any, shown: dict[str, dict[str, Value]], standings: dict[str, Standing], x: Objective,
+                   y: Objective, meets_all: set[str], recommended: str | None,
+                   groups: dict[str, str | None] | None = None) -> None:
+    """One trace per Pareto category (CI whiskers, a green ring for variants meeting every target),
+    and a star on the recommendation. `groups` (variant → model family): with more than one family,
+    each point is coloured by its family — one frontier across families, each family told apart."""
+    import plotly.graph_objects as go
+
+    colours = family_colours(groups)
     for category, symbol in SYMBOLS.items():
         names = [n for n in shown if _category(standings.get(n)) == category]
         if not names:
             continue
+        family = [(groups or {}).get(n) or "unknown" for n in names]
         fig.add_trace(go.Scatter(
             x=[shown[n][x.name].point for n in names], y=[shown[n][y.name].point for n in names],
-            mode="markers", name=category, customdata=names,
-            hovertemplate=f"%{{customdata}}<br>{x.title}: %{{x:.4g}}<br>{y.title}: %{{y:.4g}}<extra></extra>",
-            marker={"symbol": symbol, "size": 11,
+            mode="markers", name=category, customdata=[[n, f] for n, f in zip(names, family, strict=True)],
+            hovertemplate=("%{customdata[0]}" + ("<br>family: %{customdata[1]}" if colours else "")
+                           + f"<br>{x.title}: %{{x:.4g}}<br>{y.title}: %{{y:.4g}}<extra></extra>"),
+            marker={"symbol": symbol, "size": 11, **({"color": [colours[f] for f in family]} if colours else {}),
                     "line": {"width": [3 if n in meets_all else 0 for n in names], "color": "seagreen"}},
             error_x={"type": "data", "symmetric": False, "thickness": 1,
                      "array": [shown[n][x.name].high - shown[n][x.name].point for n in names],
@@ -201,6 +226,7 @@ def _points_traces(fig: Any, shown: dict[str, dict[str, Value]], standings: dict
                                  mode="markers", name="recommended", hoverinfo="skip",
                                  marker={"symbol": "star-open", "size": 24, "color": "darkorange",
                                          "line": {"width": 2, "color": "darkorange"}}))
+    _family_legend(fig, colours)
 
 
 def _targets(fig: Any, axes: tuple[tuple[Objective, Axis, tuple[str, float] | None], ...]) -> None:
@@ -241,9 +267,11 @@ def _labels(fig: Any, shown: dict[str, dict[str, Value]], x: Objective, y: Objec
 
 def pair_frontier(points: dict[str, dict[str, Value]], standings: dict[str, Standing], x: Objective,
                   y: Objective, limits: dict[str, tuple[str, float]], meets_all: set[str],
-                  recommended: str | None = None, primary: bool = False) -> str:
+                  recommended: str | None = None, primary: bool = False,
+                  groups: dict[str, str | None] | None = None) -> str:
     """One pair of objectives: points with CI whiskers on fitted axes, the target lines, the zone
-    meeting both targets, and a label per variant that overlaps nothing."""
+    meeting both targets, and a label per variant that overlaps nothing; coloured by model family
+    when `groups` holds more than one."""
     import plotly.graph_objects as go
 
     width, height = (PRIMARY_WIDTH, PRIMARY_HEIGHT) if primary else (PAIR_WIDTH, HEIGHT + 60)
@@ -259,7 +287,7 @@ def pair_frontier(points: dict[str, dict[str, Value]], standings: dict[str, Stan
     margin["t"] += 14 * len(notes)
     fig = go.Figure()
     _targets(fig, ((x, x_axis, x_limit), (y, y_axis, y_limit)))
-    _points_traces(fig, shown, standings, x, y, meets_all, recommended)
+    _points_traces(fig, shown, standings, x, y, meets_all, recommended, groups)
     _labels(fig, shown, x, y, x_axis, y_axis, (width - margin["l"] - margin["r"], height - margin["t"] - margin["b"]))
     title = f"{y.title} vs {x.title}" + "".join(f"<br><sub>{note}</sub>" for note in notes)
     fig.update_xaxes(title=x.title + (" — log scale" if x_axis.log else ""), **x_axis.layout())
@@ -291,19 +319,21 @@ def primary_pair(points: dict[str, dict[str, Value]], objectives: list[Objective
 
 def primary_frontier(points: dict[str, dict[str, Value]], standings: dict[str, Standing],
                      objectives: list[Objective], targets: dict[str, Any], baseline: dict[str, float],
-                     meets_all: set[str], select: str, recommended: str | None = None) -> str | None:
+                     meets_all: set[str], select: str, recommended: str | None = None,
+                     groups: dict[str, str | None] | None = None) -> str | None:
     """The one frontier chart the report shows open: accuracy against the recipe's primary objective."""
     pair = primary_pair(points, objectives, select)
     if pair is None:
         return None
     x, y = pair
     limits = _limits(_present(points, objectives), targets, baseline)
-    return pair_frontier(points, standings, x, y, limits, meets_all, recommended, primary=True)
+    return pair_frontier(points, standings, x, y, limits, meets_all, recommended, primary=True, groups=groups)
 
 
 def all_pairs(points: dict[str, dict[str, Value]], standings: dict[str, Standing], objectives: list[Objective],
               targets: dict[str, Any], baseline: dict[str, float], meets_all: set[str],
-              exclude: tuple[Objective, Objective] | None = None, recommended: str | None = None) -> list[str]:
+              exclude: tuple[Objective, Objective] | None = None, recommended: str | None = None,
+              groups: dict[str, str | None] | None = None) -> list[str]:
     """One frontier chart per pair of objectives; the first-ranked objective (accuracy) on y when in a pair.
     `baseline`: the baseline variant's values, for relative targets; `exclude`: the (x, y) pair already
     shown as the primary frontier."""
@@ -311,7 +341,7 @@ def all_pairs(points: dict[str, dict[str, Value]], standings: dict[str, Standing
     limits = _limits(present, targets, baseline)
     ordered = sorted(present, key=lambda o: o.rank != min(p.rank for p in present))
     skip = {frozenset((exclude[0].name, exclude[1].name))} if exclude else set()
-    return [pair_frontier(points, standings, x, y, limits, meets_all, recommended)
+    return [pair_frontier(points, standings, x, y, limits, meets_all, recommended, groups=groups)
             for y, x in combinations(ordered, 2) if frozenset((x.name, y.name)) not in skip]
 
 

@@ -3,7 +3,8 @@
 The page decides first: the recommended variant (`harness.results.recommend`: meets every target,
 best on the recipe's `select:` objective) with why, what it costs against the baseline and where
 its files are, then a banner for every failure, noisy number and unmeasured target. Then per
-runtime the variants table, one primary frontier chart (accuracy against the select objective;
+runtime the variants table (grouped by model family in a cross-model run), one primary frontier chart
+(accuracy against the select objective; one frontier across the families, each family its colour;
 the other pairs folded away) and each kind's own section.
 
 The page is generic: the variants table, the Pareto standing and the frontier charts are built
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import charts
+from harness.results.baselines import all_baselines
 from harness.results.kinds import kinds
 from harness.results.pareto import Standing, Value, standings
 from harness.results.recommend import advice, banners, objective_values, objectives, recommend, target_label
@@ -127,23 +129,43 @@ def _section(summary: dict[str, Any], results: dict[str, dict[str, Any]], plan: 
     points = points_of(variants, runtime)
     found = objectives()
     titles = {o.name: o.title for o in found}
-    standing = standings(points, found)
-    base = next((v for v in variants if v["name"] == summary["baseline"]), None)
+    standing = standings(points, found)  # one frontier across every model and family of the run
+    bases = all_baselines(summary)
+    base = next((v for v in variants if v["name"] == bases[0]), None) if len(bases) == 1 else None
+    # a relative target (min_retention) is drawn against the one baseline; several models, several lines: none
     baseline = ({n: value.point for n, value in objective_values(base["runtimes"][runtime]).items()}
                 if base and base["status"] == "ok" and runtime in base["runtimes"] else {})
     meets_all = _meets_all(variants, runtime)
     recommended = decision["variant"] if decision.get("runtime") == runtime else None
+    groups = {v["name"]: v.get("family") for v in variants}
     # a frontier needs two variants to compare; one point alone is not a chart worth a screen
     pair = charts.primary_pair(points, found, decision["select"]) if len(points) > 1 else None
     primary = charts.primary_frontier(points, standing, found, targets, baseline, meets_all, decision["select"],
-                                      recommended) if pair else None
+                                      recommended, groups) if pair else None
     others = charts.all_pairs(points, standing, found, targets, baseline, meets_all, exclude=pair,
-                              recommended=recommended) if pair else []
+                              recommended=recommended, groups=groups) if pair else []
     return {"runtime": runtime, "standing": {n: standing_text(standing.get(n), titles) for n in points},
             "primary_chart": primary, "primary_pair": [pair[0].title, pair[1].title] if pair else None,
             "frontier_charts": others,
             "meets_all": sorted(meets_all), "kinds": _kind_sections(summary, results, plan, runtime),
             "objectives": [o.title for o in found if any(o.name in v for v in points.values())]}
+
+
+def family_groups(variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The variants table's groups: one per model family, in order of first appearance, each with its
+    models and variants — one group holding every variant when the run is not cross-model (a
+    `base:` recipe of one family: the table as it always was, without a group row)."""
+    cross = any(v.get("model") for v in variants) or len({v.get("family") for v in variants}) > 1
+    if not cross:
+        return [{"family": None, "models": [], "variants": variants}]
+    groups: dict[str, dict[str, Any]] = {}
+    for v in variants:
+        group = groups.setdefault(v.get("family") or "unknown", {"family": v.get("family") or "unknown",
+                                                                  "models": [], "variants": []})
+        group["variants"].append(v)
+        if v.get("model") and v["model"] not in group["models"]:
+            group["models"].append(v["model"])
+    return list(groups.values())
 
 
 def render_report(run: RunDir, plan: dict[str, Any], summary: dict[str, Any],
@@ -179,7 +201,9 @@ def render_report(run: RunDir, plan: dict[str, Any], summary: dict[str, Any],
         banners=banners(summary), description=spec.get("description") or "",
         target_labels={name: target_label(name, limit) for name, limit in summary["targets"].items()},
         suites=plan.get("suites", []), run_sections=_kind_sections(summary, results, plan, None),
-        search=search, search_charts=search_charts, objective_titles=titles)
+        search=search, search_charts=search_charts, objective_titles=titles, groups=family_groups(variants),
+        baselines=all_baselines(summary), family_colours=charts.family_colours(
+            {v["name"]: v.get("family") for v in variants}))
     run.report_file.write_text(html, encoding="utf-8")
     return run.report_file
 

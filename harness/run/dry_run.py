@@ -56,13 +56,17 @@ def dry_run(recipe_path: Path, options: RunOptions) -> dict[str, Any]:
 
 def lines(described: dict[str, Any]) -> list[str]:
     """The dry run for a terminal."""
-    out = [f"plan of {described['recipe']} ({len(described['variants'])} variants, baseline "
-           f"{described['baseline']}; runs go to {described['output']})"]
+    cross = any("model" in v for v in described["variants"])
+    baseline = "each model's own baseline" if cross else f"baseline {described['baseline']}"
+    out = [f"plan of {described['recipe']} ({len(described['variants'])} variants, {baseline}; runs go to "
+           f"{described['output']})"]
     if described["limit"]:
         out.append(f"--limit {described['limit']}: scored suites read at most {described['limit']} items")
     for variant in described["variants"]:
         cached = "built earlier (cache hit)" if variant["cached"] else "to build"
-        out.append(f"  {variant['name']}  [{'+'.join(variant['formats'])}; {cached}]")
+        of = (f"model {variant['model']} ({variant.get('family') or 'unknown family'}), baseline "
+              f"{variant['baseline']}; " if "model" in variant else "")
+        out.append(f"  {variant['name']}  [{of}{'+'.join(variant['formats'])}; {cached}]")
         for runtime in variant["runtimes"]:
             if runtime["reason"] is None:
                 out.append(f"    {runtime['runtime']}: {', '.join(runtime['suites'])}")
