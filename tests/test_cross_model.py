@@ -176,7 +176,8 @@ def cross_run(tmp_path_factory):
     recipe.write_text(f"name: cm\nmodels:\n{entries}\nsuites: [acc-tiny, lat-small, size]\n"
                       "targets: {max_size_mb: null, max_peak_memory_mb: null, max_ttft_ms: null, "
                       "min_retention: null}\n"
-                      "variants:\n  - {name: int8, steps: [{kind: weight-quant, algorithm: rtn, bits: 8, group_size: -1}]}\n")
+                      "variants:\n  - {name: int8, steps: [{kind: weight-quant, algorithm: rtn, bits: 8, "
+                      "group_size: -1}]}\n")
     before = os.environ.get("FASTVLM_HARNESS_CACHE")
     os.environ["FASTVLM_HARNESS_CACHE"] = str(root / "cache")  # tiny builds never fill the user's cache
     try:
