@@ -1,8 +1,8 @@
 """The recipe's JSON Schema (`harness schema`), generated from the real models so it cannot drift:
 a recipe model whose variant steps are the discriminated union (on `kind`) of every registered
-step's config, `base` as a model id string or the full object, and every `$defs` entry the step
-configs refer to (calibration, LoRA...) kept. Grid steps are objects with a known `kind`: their
-values may be "{axis}" placeholders, which no step's schema would accept."""
+step's config, `base` (and each `models:` entry) as a model id string or the full object, and
+every `$defs` entry the step configs refer to (calibration, LoRA...) kept. Grid steps are objects
+with a known `kind`: their values may be "{axis}" placeholders, which no step's schema would accept."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Annotated, Any, Union
 from pydantic import Field, create_model
 
 from harness.registries import STEPS
-from harness.spec.models import BaseModelSpec, GridSpec, RecipeSpec, VariantSpec
+from harness.spec.models import BaseModelSpec, GridSpec, ModelEntry, RecipeSpec, VariantSpec
 
 
 def _step_union() -> Any:
@@ -36,6 +36,8 @@ def _models() -> type:
                         base=(str | BaseModelSpec, Field(default_factory=BaseModelSpec,
                                                          description="a model id (nano, random:<shape>, a local "
                                                                      "checkpoint dir, a hub id) or the full object")),
+                        models=(dict[str, str | ModelEntry], Field(
+                            default_factory=dict, description=RecipeSpec.model_fields["models"].description)),
                         variants=(list[variant], Field(default_factory=list)),
                         runtime_options=(_runtime_options(), Field(
                             default_factory=dict, description=RecipeSpec.model_fields["runtime_options"].description)))
