@@ -12,7 +12,8 @@ SUITES = {
         dataset: {name: nano-vqa, split: test}
         limit: 60
         batch_size: 60
-        max_new_tokens: 4
+        max_new_tokens: 10
+        metric: exact_match_or_box
         group_by: kind
         """,
     "lat-small": """\

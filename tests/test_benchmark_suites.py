@@ -131,7 +131,7 @@ def test_prompts_follow_the_suite_and_nano_vqa_is_unchanged(with_data):
     with pytest.raises(ConfigError, match="no template for model family 'x'"):
         pick_prompt({"fast_vlm": "q"}, "x")
     nano = load_suite("nano-vqa")
-    assert nano.prompt is None and nano.new_tokens() == 4
+    assert nano.prompt is None and nano.new_tokens() == 10
     from harness.data.nano_vqa import build_dataset
 
     test = build_dataset({"train": 5, "validation": 5, "test": 10})["test"]

@@ -117,7 +117,7 @@ def test_lost_answers_are_an_accuracy_regression(first_run, tmp_path):
     worse = clone_run(run_dir, tmp_path, "worse")
 
     def break_answers(suites):
-        for item in suites["acc-small"]["items"][:12]:
+        for item in suites["acc-small"]["items"][:24]:
             if item["score"] >= 1.0:
                 item["score"], item["prediction"] = 0.0, "wrong"
     edit_result(worse, "base", break_answers)
@@ -217,7 +217,7 @@ def test_export_csv_and_parquet(first_run, tmp_path):
     assert len(csv) == len(parquet) > 20
     assert list(csv.columns) == ["run_id", "recipe", "variant", "runtime", "metric", "value", "ci_low", "ci_high"]
     base = csv[(csv.variant == "base") & (csv.metric == "acc-small.score")]
-    assert len(base) == 1 and 0.9 <= base.value.iloc[0] <= 1.0
+    assert len(base) == 1 and 0.7 <= base.value.iloc[0] <= 1.0
     assert ((csv.variant == "crash") & (csv.metric == "failed")).sum() == 1
     assert not csv.duplicated(["variant", "runtime", "metric"]).any()
     out = runner.invoke(app, ["export", str(run_dir), "-o", str(tmp_path / "r.xlsx")])

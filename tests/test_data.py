@@ -1,10 +1,12 @@
-"""Nano-VQA: deterministic, disjoint splits, every kind present, answers in the vocabulary."""
+"""Nano-VQA: deterministic, disjoint splits, every kind present, questions and answers in the
+nano tokenizer's vocabulary, the dataset's columns."""
 
 from __future__ import annotations
 
 import hashlib
 
-from harness.data.nano_vqa import KINDS, digit_indices, generate_items, vocabulary
+from harness.data.nano_vqa import COLUMNS, IMAGE_SIZE, KINDS, digit_indices, generate_items, vocabulary
+from harness.models.nano import build_processor
 
 SIZES = {"train": 300, "validation": 60, "test": 80}
 
@@ -36,12 +38,13 @@ def test_every_kind_and_answer_is_known():
     items = generate_items(SIZES, seed=0)["test"]
     assert {i.kind for i in items} == set(KINDS)
     words = set(vocabulary())
+    tokenizer = build_processor().tokenizer
     for item in items:
-        assert item.answer in words
         assert all(w in words for w in item.question.split())
+        assert tokenizer.unk_token_id not in tokenizer(item.answer, add_special_tokens=False)["input_ids"]
 
 
 def test_dataset_has_image_column(test_items):
-    assert set(test_items.column_names) == {"id", "image", "question", "answer", "kind", "cells", "digit"}
-    assert test_items[0]["image"].size == (48, 48)
+    assert tuple(test_items.column_names) == COLUMNS
+    assert test_items[0]["image"].size == (IMAGE_SIZE, IMAGE_SIZE) == (64, 64)
     assert len(set(test_items["id"])) == len(test_items)

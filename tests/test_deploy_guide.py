@@ -147,8 +147,8 @@ def test_guides_name_every_input_and_output_and_the_cli_writes_them(built, tmp_p
                     assert f"| `{t['name']}` | [{', '.join(map(str, t['shape']))}] | {t['dtype']}" in text
     android, ios = (tmp_path / "android.md").read_text(), (tmp_path / "ios.md").read_text()
     assert 'runSignature(inputs, next + ("logits" to logits), "decode")' in android
-    assert '"position_ids": positionIds' in ios and "MLMultiArray(shape: [1, 3, 48, 48], dataType: .float32)" in ios
-    assert "repeat it\n9 times" in android  # the tiny model's 48 px / 16 px patches
+    assert '"position_ids": positionIds' in ios and "MLMultiArray(shape: [1, 3, 64, 64], dataType: .float32)" in ios
+    assert "repeat it\n16 times" in android  # the tiny model's 64 px / 16 px patches
 
 
 def test_bad_targets_are_one_line(built, tmp_path):

@@ -44,7 +44,7 @@ def test_export_writes_validated_mlprograms(exported):
     assert manifest["graphs"] == {"vision": "vision.mlpackage", "embed": "embed.mlpackage",
                                   "decoder": "decoder.mlpackage"}
     specs = manifest["model"]["specs"]
-    assert specs["vision"]["inputs"] == {"pixel_values": [1, 3, 48, 48]}
+    assert specs["vision"]["inputs"] == {"pixel_values": [1, 3, 64, 64]}
     assert specs["decoder"]["inputs"]["mask"] == [1, 1, 32, 32] and specs["decoder"]["outputs"] == ["logits"]
     assert specs["vision"]["ops"]["conv"] > 0 and specs["decoder"]["ops"]["linear"] > 0
     assert manifest["settings"]["compute_precision"] == "float16" and manifest["settings"]["decoder_kv_cache"] is False
@@ -143,7 +143,7 @@ def test_nano_coreml_export_validates(nano_dir, tmp_path):
     _, ctx = build_artifact(path, [{"kind": "export-coreml", "sequence_length": 64},
                                    {"kind": "coreml-optimize", "method": "palettize", "nbits": 4}], loaded=loaded)
     specs = manifest_of(path)["model"]["specs"]
-    assert specs["vision"]["inputs"]["pixel_values"] == [1, 3, 48, 48]
+    assert specs["vision"]["inputs"]["pixel_values"] == [1, 3, 64, 64]
     assert specs["decoder"]["ops"]["linear"] > 0
     assert ctx.records[-1]["report"]["decoder"]["bytes_after"] < ctx.records[-1]["report"]["decoder"]["bytes_before"]
 

@@ -46,8 +46,8 @@ def test_stage_times_account_for_the_total(tiny, images):
 
 
 def test_visual_tokens_follow_image_size(tiny):
-    assert tiny.image_size == (48, 48)
-    assert tiny.visual_tokens == 9
+    assert tiny.image_size == (64, 64)
+    assert tiny.visual_tokens == 16
 
 
 @pytest.mark.slow

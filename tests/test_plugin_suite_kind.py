@@ -92,5 +92,5 @@ def test_a_plugin_kind_reaches_every_reader(tmp_path, nano_dir, in_process_worke
     assert len(changes) == 2 and all(c["note"] == "plugin rule" for c in changes)
 
     gated = CliRunner().invoke(app, ["gate", str(new), "--baseline", str(old)])
-    assert "lengths mean chars no significant change 4" in gated.output
+    assert "lengths mean chars no significant change 5" in gated.output
     assert 'name="regression:lengths mean chars"' in (new / "gate.junit.xml").read_text()

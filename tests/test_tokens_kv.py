@@ -28,22 +28,22 @@ def _image_features(loaded, images):
     return inputs, grid, features
 
 
-@pytest.mark.parametrize("method", ["avg-pool", "max-pool"])
-def test_pooling_reduces_tokens_and_equals_pooled_features(tiny, images, method):
+@pytest.mark.parametrize(("method", "factor"), [("avg-pool", 2), ("max-pool", 3)])
+def test_pooling_reduces_tokens_and_equals_pooled_features(tiny, images, method, factor):
     import torch
     import torch.nn.functional as F  # noqa: N812
 
     before, grid, _ = _image_features(tiny, images)
-    assert grid.shape[-2:] == (3, 3) and tiny.visual_tokens == 9
-    ctx = apply(tiny, {"kind": "token-merge", "method": method, "factor": 2})
+    assert grid.shape[-2:] == (4, 4) and tiny.visual_tokens == 16
+    ctx = apply(tiny, {"kind": "token-merge", "method": method, "factor": factor})
     assert tiny.visual_tokens == 4 and tiny.model.config.image_seq_length == 4
-    assert "visual tokens 9 -> 4" in ctx.notes[0]
+    assert "visual tokens 16 -> 4" in ctx.notes[0]
     after, _, features = _image_features(tiny, images)
     image_token = tiny.model.config.image_token_id
     assert int((after["input_ids"] == image_token).sum(-1)[0]) == 4
-    assert after["input_ids"].shape[1] == before["input_ids"].shape[1] - 5  # the prompt is 5 tokens shorter
+    assert after["input_ids"].shape[1] == before["input_ids"].shape[1] - 12  # the prompt is 12 tokens shorter
     pool = F.avg_pool2d if method == "avg-pool" else F.max_pool2d
-    pooled = pool(grid, 2, 2, ceil_mode=True)  # 3x3 -> 2x2, the last row/column a partial window
+    pooled = pool(grid, factor, factor, ceil_mode=True)  # 4x4 -> 2x2 (factor 3: the last row/column a partial window)
     with torch.inference_mode():
         expected = tiny.model.model.multi_modal_projector(pooled.flatten(2).transpose(1, 2))
     assert torch.allclose(features, expected, atol=1e-6)
@@ -56,9 +56,9 @@ def test_tome_merges_r_tokens_keeping_order(tiny, images):
     from harness.steps._token_merge import tome
 
     apply(tiny, {"kind": "token-merge", "method": "tome", "r": 4})
-    assert tiny.visual_tokens == 5
+    assert tiny.visual_tokens == 12
     _, _, features = _image_features(tiny, images)
-    assert features.shape[1] == 5
+    assert features.shape[1] == 12
     # r identical pairs are merged first; merging keeps the mean and the survivors' order
     x = torch.tensor([[[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [5.0, 5.0], [0.0, 2.0]]])
     merged = tome(x, 1)
@@ -79,9 +79,9 @@ def test_token_merge_survives_save_and_load(tmp_path, images):
 
 
 @pytest.mark.parametrize("raw,message", [
-    ({"kind": "token-merge", "factor": 4}, "too small for factor 4"),
-    ({"kind": "token-merge", "factor": 2, "ceil_mode": False}, "does not divide the 3x3"),
-    ({"kind": "token-merge", "method": "tome", "r": 5}, "tome needs 0 < r <= 4"),
+    ({"kind": "token-merge", "factor": 5}, "too small for factor 5"),
+    ({"kind": "token-merge", "factor": 3, "ceil_mode": False}, "does not divide the 4x4"),
+    ({"kind": "token-merge", "method": "tome", "r": 9}, "tome needs 0 < r <= 8"),
     ({"kind": "token-merge", "targets": ["llm"]}, "vision output only"),
     ({"kind": "kv-cache"}, "nothing to do"),
     ({"kind": "kv-cache", "quantize": "int8", "targets": ["vision"]}, "LLM's decoding cache only"),
@@ -173,7 +173,8 @@ def test_quantized_cache_tracks_the_float_cache_on_nano(nano, float_run, bits, m
     float_bytes = 2 * codes.shape[0] * codes.shape[1] * codes.shape[2] * layer._quantized_keys[1].shape[-1] * 4
     assert stored <= max_ratio * float_bytes  # 1/4 (1/8) of fp32 plus float16 scale/min per group
     assert layer.keys.shape[-2] < 32 and layer.get_seq_length() == fp_cache.layers[0].get_seq_length()
-    assert cache_nbytes(q_cache) < (0.45 if bits == 8 else 0.35) * cache_nbytes(fp_cache)  # + the fp residual
+    # + the fp residual of up to 32 tokens, a large share of nano's ~50-token sequences
+    assert cache_nbytes(q_cache) < (0.5 if bits == 8 else 0.4) * cache_nbytes(fp_cache)
 
 
 def test_quantized_cache_leaves_answers_of_the_nano_unchanged(nano, test_items):

@@ -1,4 +1,4 @@
-"""What the generated datasets share (nano-VQA, nano-spatial): splits drawn from one seeded stream
+"""What a generated dataset (nano-VQA) is made of: splits drawn from one seeded stream
 with a shared set of seen (image, question) keys — nothing repeats across splits —, evaluation
 splits with the kinds balanced, the training split with several questions per scene, the splits
 as a `datasets.DatasetDict`, and a cache keyed by generator version, sizes and seed."""

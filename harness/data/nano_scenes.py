@@ -9,8 +9,8 @@ Question kinds and their answers (one word, a two-digit number, or a box):
 - colour / shape: of the object with a unique shape / colour;
 - count: all objects, or by colour, or by shape ("how many circles ...");
 - region: objects in the left / right / top / bottom half;
-- relation: is object A left of / right of / above / below object B (any two objects, not only
-  neighbours) → yes / no;
+- relation: which of two objects (any two, not only neighbours; different colours) is further
+  left / further right / higher up / lower down → its colour;
 - depth: which of two objects (one near, one far) is closer to the camera → its colour;
 - grounding: where is an object → its box ``[x1, y1, x2, y2]``, normalised 0-1, two decimals
   (scored by IoU >= 0.5, the RefCOCO convention);
@@ -36,7 +36,9 @@ COUNT_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
 MAX_OBJECTS = 6
 NEAR_PX, FAR_PX = (11, 14), (7, 9)
 HALVES = ("left", "right", "top", "bottom")
-RELATIONS = ("left of", "right of", "above", "below")
+RELATIONS = ("further left", "further right", "higher up", "lower down")
+OPPOSITE = {"further left": "further right", "further right": "further left", "higher up": "lower down",
+            "lower down": "higher up"}
 KINDS = ("colour", "shape", "count", "region", "relation", "depth", "grounding", "digit")
 PAIRS = [(c, s) for c in COLOURS for s in SHAPES]
 EMPTY_CELL = 2 * len(PAIRS)  # 36: a cell is empty, or a colour-shape pair at one of two depths
@@ -46,7 +48,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "shape": ("what shape is the {colour} object ?", "which shape is {colour} ?"),
     "count": ("how many objects are there ?", "how many {colour} objects are there ?", "how many {plural} are there ?"),
     "region": ("how many objects are in the {half} half ?",),
-    "relation": ("is the {a} {relation} the {b} ?",),
+    "relation": ("which is {relation} , the {a} or the {b} ?",),
     "depth": ("which is closer to the camera , the {a} or the {b} ?",),
     "grounding": ("where is the {a} ?",),
     "digit": ("what number is written ?", "which number is shown ?"),
@@ -69,6 +71,15 @@ class Thing:
     def label(self) -> int:
         """The cell class the encoder's auxiliary head learns: pair and depth."""
         return PAIRS.index((self.colour, self.shape)) * 2 + (0 if self.near else 1)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A question about a scene, its answer, and the objects it names, in the order named."""
+
+    question: str
+    answer: str
+    named: tuple[Thing, ...] = ()
 
 
 def _draw(draw: Any, thing: Thing) -> None:
@@ -140,7 +151,8 @@ def _in_half(thing: Thing, half: str) -> bool:
 
 
 def _holds(a: Thing, relation: str, b: Thing) -> bool:
-    truth = {"left of": a.col < b.col, "right of": a.col > b.col, "above": a.row < b.row, "below": a.row > b.row}
+    truth = {"further left": a.col < b.col, "further right": a.col > b.col, "higher up": a.row < b.row,
+             "lower down": a.row > b.row}
     return truth[relation]
 
 
@@ -155,48 +167,55 @@ def _count(rng: random.Random, things: list[Thing]) -> tuple[str, str]:
 
 
 def relation_pair(rng: random.Random, things: list[Thing]) -> tuple[Thing, Thing, str] | None:
-    """Two objects and a relation whose truth is decided (different columns for left/right, rows for above/below)."""
-    if len(things) < 2:
+    """Two objects of different colours and a relation that tells them apart (different columns for
+    left / right, rows for higher / lower)."""
+    pairs = [(a, b) for a in things for b in things if a.colour < b.colour]
+    if not pairs:
         return None
-    a, b = rng.sample(things, 2)
-    relations = [r for r in RELATIONS if (a.col != b.col if r in ("left of", "right of") else a.row != b.row)]
+    a, b = rng.sample(rng.choice(pairs), 2)
+    relations = [r for r in RELATIONS if (a.col != b.col if r in ("further left", "further right") else a.row != b.row)]
     return (a, b, rng.choice(relations)) if relations else None
 
 
-def ask_relation(a: Thing, b: Thing, relation: str) -> tuple[str, str]:
-    return (TEMPLATES["relation"][0].format(a=a.name, relation=relation, b=b.name),
-            "yes" if _holds(a, relation, b) else "no")
+def ask_relation(a: Thing, b: Thing, relation: str) -> Asked:
+    """Which of a and b is `relation` → its colour (the two colours differ)."""
+    winner = a if _holds(a, relation, b) else b
+    return Asked(TEMPLATES["relation"][0].format(a=a.name, relation=relation, b=b.name), winner.colour, (a, b))
 
 
-def ask(kind: str, rng: random.Random, things: list[Thing]) -> tuple[str, str] | None:
-    """One (question, answer) of `kind` about a shapes scene, or None if the scene cannot answer it."""
+def ask(kind: str, rng: random.Random, things: list[Thing]) -> Asked | None:
+    """One question of `kind` about a shapes scene, or None if the scene cannot answer it."""
     thing = rng.choice(things)
     if kind == "colour":
         unique = sum(t.shape == thing.shape for t in things) == 1
-        return (rng.choice(TEMPLATES[kind]).format(shape=thing.shape), thing.colour) if unique else None
+        return Asked(rng.choice(TEMPLATES[kind]).format(shape=thing.shape), thing.colour, (thing,)) if unique else None
     if kind == "shape":
         unique = sum(t.colour == thing.colour for t in things) == 1
-        return (rng.choice(TEMPLATES[kind]).format(colour=thing.colour), thing.shape) if unique else None
+        return Asked(rng.choice(TEMPLATES[kind]).format(colour=thing.colour), thing.shape, (thing,)) if unique else None
     if kind == "count":
-        return _count(rng, things)
+        return Asked(*_count(rng, things))
     if kind == "region":
         half = rng.choice(HALVES)
-        return TEMPLATES[kind][0].format(half=half), COUNT_WORDS[sum(_in_half(t, half) for t in things)]
+        return Asked(TEMPLATES[kind][0].format(half=half), COUNT_WORDS[sum(_in_half(t, half) for t in things)])
     if kind == "relation":
         pair = relation_pair(rng, things)
         return ask_relation(*pair) if pair else None
     if kind == "depth":
-        near = [t for t in things if t.near]
-        far = [t for t in things if not t.near and all(t.colour != n.colour for n in near)]
-        if not near or not far:
-            return None
-        pair = [rng.choice(near), rng.choice(far)]
-        closer = pair[0]
-        rng.shuffle(pair)
-        return TEMPLATES[kind][0].format(a=pair[0].name, b=pair[1].name), closer.colour
+        return _ask_depth(rng, things)
     if kind == "grounding":
-        return TEMPLATES[kind][0].format(a=thing.name), box_text(thing)
+        return Asked(TEMPLATES[kind][0].format(a=thing.name), box_text(thing), (thing,))
     raise ValueError(f"unknown shapes-scene kind {kind!r}")
+
+
+def _ask_depth(rng: random.Random, things: list[Thing]) -> Asked | None:
+    near = [t for t in things if t.near]
+    far = [t for t in things if not t.near and all(t.colour != n.colour for n in near)]
+    if not near or not far:
+        return None
+    pair = [rng.choice(near), rng.choice(far)]
+    closer = pair[0]
+    rng.shuffle(pair)
+    return Asked(TEMPLATES["depth"][0].format(a=pair[0].name, b=pair[1].name), closer.colour, tuple(pair))
 
 
 def vocabulary() -> list[str]:

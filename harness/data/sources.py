@@ -26,7 +26,7 @@ CONFIG_COLUMN = "_config"  # added when a suite reads several configs (MMMU's su
 
 class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str  # a generated set ("nano-vqa", "nano-spatial"), a local path, or a hub id
+    name: str  # the generated set ("nano-vqa"), a local path, or a hub id
     config: str | None = None
     # several configs of one dataset read as one set (MMMU: one config per subject); each row gets
     # its config's name in the `_config` column (usable as `group_by: _config`)
@@ -105,7 +105,7 @@ def _filtered(data: Any, spec: DatasetSpec) -> Any:
 
 
 #: The generated datasets (no files: drawn from a seeded stream, cached) → their generator.
-GENERATED = {"nano-vqa": "harness.data.nano_vqa", "nano-spatial": "harness.data.nano_spatial"}
+GENERATED = {"nano-vqa": "harness.data.nano_vqa"}
 
 
 def generated(spec: DatasetSpec) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.data.nano_vqa import IMAGE_SIZE
 
-NANO_VERSION = "2"
+NANO_VERSION = "3"
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>"]
 # Qwen-style turns. Text parts are rendered before image parts: the visual tokens come after the
 # question, so causal attention lets each visual token see what is asked (the tiny model learns
@@ -49,8 +49,8 @@ TEXT_ARGS = {
     "max_position_embeddings": 256,
     "tie_word_embeddings": False,
 }
-# batch_size counts images; each brings ~3 questions (see training_data.VQABatcher).
-TRAIN = {"steps": 2200, "batch_size": 32, "lr": 1e-3, "warmup": 100, "weight_decay": 0.01, "seed": 0,
+# batch_size counts images; each brings ~4 questions (see training_data.VQABatcher).
+TRAIN = {"steps": 2800, "batch_size": 32, "lr": 1e-3, "warmup": 100, "weight_decay": 0.01, "seed": 0,
          "eval_every": 400}
 
 
@@ -64,7 +64,7 @@ def fingerprint() -> str:
 
 
 def build_processor(image_size: int = IMAGE_SIZE, patch_size: int = PATCH) -> Any:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import CLIPImageProcessor, LlavaProcessor, PreTrainedTokenizerFast
 
     from harness.data.nano_vqa import vocabulary
@@ -73,7 +73,12 @@ def build_processor(image_size: int = IMAGE_SIZE, patch_size: int = PATCH) -> An
     vocab = {word: index for index, word in enumerate(dict.fromkeys(words))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    # Words, single digits (a number is read digit by digit), box coordinates such as 0.27 (one token
+    # each) and punctuation; decoding fuses the tokens, so "4 7" reads "47" and a box "[0.27,0.30,…]".
+    core.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Split(Regex(r"[01]\.\d\d|\d|[a-z]+|[^\sa-z\d]"), behavior="isolated")])
+    core.decoder = decoders.Fuse()
     core.add_special_tokens(SPECIAL_TOKENS)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", eos_token="<|im_end|>",

@@ -270,7 +270,7 @@ class MixedPrecision(Step):
     shrinks_storage: ClassVar[bool] = True
     default_targets: ClassVar[tuple[str, ...]] = COMPONENTS
     examples: ClassVar[list[dict]] = [
-        {"kind": STEP, "max_size_mb": 0.137, "bits": [4, 8],
+        {"kind": STEP, "max_size_mb": 0.158, "bits": [4, 8],
          "calibration": {"items": 8, "batch_size": 8, "dataset": {"name": "nano-vqa", "split": "validation"}}},
     ]
 

@@ -8,7 +8,7 @@ matching (Bolya et al. 2023) on the output tokens. Nothing in the state dict cha
 before; replay re-registers the module and hook.
 
 Pooling uses `ceil_mode=True`: a grid that the factor does not divide keeps its last row/column
-as a partial window (averaged over the cells that exist), e.g. nano's 3x3 grid → 2x2 = 4 tokens
+as a partial window (averaged over the cells that exist), e.g. nano's 4x4 grid at factor 3 → 2x2 = 4 tokens
 (set `ceil_mode: false` to require an exact division instead). The prompt must hold exactly as
 many `<image>` tokens as there are features, so the step sets `config.image_seq_length` and the
 processor's `num_additional_image_tokens` (negative: the reduction against the H/patch x W/patch

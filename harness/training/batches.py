@@ -150,7 +150,24 @@ class VQABatcher:
                 where = self.aux_heads["position"](tokens).flatten(0, 1)
                 slots = torch.arange(tokens.shape[1]).repeat(tokens.shape[0])
                 loss = loss + F.cross_entropy(where, slots)
-            digits = self.digits[images]
-            if bool((digits >= 0).any()):
-                loss = loss + F.cross_entropy(self.aux_heads["digit"](tokens.mean(1)), digits, ignore_index=-100)
+            loss = loss + self._digit_loss(tokens, self.digits[images])
         return loss
+
+    def _digit_loss(self, tokens: Any, digits: Any) -> Any:
+        """The digit head on pooled tokens: one digit from all tokens, or a two-digit number's tens
+        from the left half of the grid and its ones from the right half (one digit per half)."""
+        import torch.nn.functional as F
+
+        head = self.aux_heads["digit"]
+        if not bool((digits >= 0).any()):
+            return tokens.sum() * 0.0
+        if not bool((digits >= 10).any()):
+            return F.cross_entropy(head(tokens.mean(1)), digits, ignore_index=-100)
+        side = int(round(tokens.shape[1] ** 0.5))
+        grid = tokens.reshape(tokens.shape[0], side, side, -1)
+        left, right = grid[:, :, : side // 2].flatten(1, 2).mean(1), grid[:, :, side // 2 :].flatten(1, 2).mean(1)
+        known = digits >= 0
+        tens = digits.where(~known, digits // 10)
+        ones = digits.where(~known, digits % 10)
+        return F.cross_entropy(head(left), tens, ignore_index=-100) + F.cross_entropy(head(right), ones,
+                                                                                     ignore_index=-100)

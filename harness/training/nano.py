@@ -58,7 +58,7 @@ def train_nano(out_dir: Path, progress: bool = True, train_overrides: dict | Non
     config = TrainConfig(steps=settings["steps"], batch_size=settings["batch_size"],
                          lr=settings["lr"], warmup=settings["warmup"],
                          weight_decay=settings["weight_decay"], seed=settings["seed"])
-    validation = load_nano_vqa("validation").select(range(250))
+    validation = load_nano_vqa("validation").select(range(240))
 
     def validate(step: int) -> dict:
         scores = evaluate_exact_match(LoadedModel(model=model, processor=processor, source="nano"),

@@ -1,4 +1,4 @@
-"""Local data for the nano_vqa tasks: 40 nano-VQA test items with embedded PNG images, as parquet
+"""Local data for the nano_vqa tasks: 42 nano-VQA test items with embedded PNG images, as parquet
 (make_data.py regenerates it). `image` decodes to a PIL image, which lm-eval passes to the model
 through `doc_to_image`."""
 
