@@ -63,13 +63,18 @@ def fingerprint() -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def build_processor(image_size: int = IMAGE_SIZE, patch_size: int = PATCH) -> Any:
+def build_tokenizer(named: dict[str, str] | None = None, extra: tuple[str, ...] = ()) -> Any:
+    """nano's word-level tokenizer. `named` (attribute → token) and `extra` special tokens, a nano
+    sibling's own (`harness.models.siblings`), come after nano's whole vocabulary, so every nano word
+    keeps its id in every sibling; without them this is nano's tokenizer exactly."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from transformers import CLIPImageProcessor, LlavaProcessor, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     from harness.data.nano_vqa import vocabulary
 
-    words = SPECIAL_TOKENS + ["user", "assistant", "system"] + vocabulary()
+    named = {"image_token": "<image>", **(named or {})}
+    added = [token for token in dict.fromkeys([*named.values(), *extra]) if token not in SPECIAL_TOKENS]
+    words = SPECIAL_TOKENS + ["user", "assistant", "system"] + vocabulary() + added
     vocab = {word: index for index, word in enumerate(dict.fromkeys(words))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()
@@ -79,11 +84,17 @@ def build_processor(image_size: int = IMAGE_SIZE, patch_size: int = PATCH) -> An
         pre_tokenizers.WhitespaceSplit(),
         pre_tokenizers.Split(Regex(r"[01]\.\d\d|\d|[a-z]+|[^\sa-z\d]"), behavior="isolated")])
     core.decoder = decoders.Fuse()
-    core.add_special_tokens(SPECIAL_TOKENS)
-    tokenizer = PreTrainedTokenizerFast(
+    core.add_special_tokens(SPECIAL_TOKENS + added)
+    return PreTrainedTokenizerFast(
         tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", eos_token="<|im_end|>",
-        bos_token=None, extra_special_tokens={"image_token": "<image>"},
+        bos_token=None, extra_special_tokens=named,
     )
+
+
+def build_processor(image_size: int = IMAGE_SIZE, patch_size: int = PATCH) -> Any:
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    tokenizer = build_tokenizer()
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
         do_center_crop=True, image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0],
