@@ -36,6 +36,8 @@ class ModelFamily:
     specific_steps: ClassVar[dict[str, str]] = {}
     #: What the vision tower is, in words (`harness ls models`).
     vision_tower: ClassVar[str] = ""
+    #: The base name of this family's nano sibling (`harness.models.siblings`), "" when it has none.
+    sibling: ClassVar[str] = ""
 
     @property
     def component_paths(self) -> dict[str, tuple[str, ...]]:
@@ -58,6 +60,15 @@ class ModelFamily:
 
     def random_config(self, shape: str) -> tuple[Any, Any]:
         """(config, processor) of `random:<shape>` at the published dimensions."""
+        raise NotImplementedError
+
+    def nano_dims(self) -> dict[str, Any]:
+        """The nano sibling's dimensions: the family's own keys, the decoder being nano's (`TEXT_ARGS`)."""
+        raise NotImplementedError
+
+    def nano_config(self) -> tuple[Any, Any]:
+        """(config, processor) of the nano sibling: this architecture at nano's size, 64 px input, nano's
+        word-level vocabulary and chat template (question before image) with the family's image tokens."""
         raise NotImplementedError
 
     def random_model(self, shape: str, seed: int = 0) -> Any:

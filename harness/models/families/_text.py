@@ -29,6 +29,14 @@ def word_tokenizer(named: dict[str, str], extra: tuple[str, ...] = ()) -> Any:
                                    eos_token="<|im_end|>", bos_token=None, extra_special_tokens=named)
 
 
+def nano_tokenizer(named: dict[str, str], extra: tuple[str, ...] = ()) -> Any:
+    """The nano sibling's tokenizer: nano's own (digits and box coordinates split as nano splits them,
+    every nano word at nano's id) with the family's special tokens appended."""
+    from harness.models.nano import build_tokenizer
+
+    return build_tokenizer(named, extra)
+
+
 def chat_template(image_placeholder: str) -> str:
     """nano's Qwen-style turns with the family's image placeholder (what its processor expands)."""
     from harness.models.nano import CHAT_TEMPLATE

@@ -20,6 +20,11 @@ TINY = {"text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers
         "vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
                    "image_size": [56, 56], "patch_size": [14, 14]},
         "max_patches": 4}
+#: The nano sibling's tower: 64 px, one tile (no tiling, no thumbnail), 8 px patches → 8x8, pixel shuffle 0.5 → 16
+#: tokens; the decoder is nano's.
+NANO = {"vision": {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+                   "image_size": [64, 64], "patch_size": [8, 8]},
+        "max_patches": 1}
 
 
 @MODEL_FAMILIES.register("internvl", "InternVL: InternViT + pixel shuffle + Qwen2, dynamic 448 px tiles")
@@ -30,6 +35,7 @@ class InternVL(ModelFamily):
         "vision": "model.vision_tower", "projector": "model.multi_modal_projector", "llm": _DECODER,
         "lm_head": "lm_head", "embed_tokens": f"{_DECODER}.embed_tokens"}
     vision_tower = "InternViT (ViT, 14 px patches), pixel shuffle 0.5"
+    sibling = "nano-internvl"
     #: InternVL3-1B-hf: InternViT-300M-448px-V2.5 + Qwen2.5-0.5B (untied head), up to 12 tiles.
     shapes: ClassVar[dict[str, dict[str, Any]]] = {
         "internvl3-1b": {
@@ -52,7 +58,17 @@ class InternVL(ModelFamily):
     def random_config(self, shape: str) -> tuple[Any, Any]:
         return self._config(self.shapes[shape])
 
-    def _config(self, dims: dict[str, Any]) -> tuple[Any, Any]:
+    def nano_dims(self) -> dict[str, Any]:
+        from harness.models.nano import TEXT_ARGS
+
+        return {**NANO, "text": dict(TEXT_ARGS)}
+
+    def nano_config(self) -> tuple[Any, Any]:
+        from harness.models.families._text import nano_tokenizer
+
+        return self._config(self.nano_dims(), nano_tokenizer(TOKENS))
+
+    def _config(self, dims: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any]:
         from transformers import (
             GotOcr2ImageProcessor,
             InternVLConfig,
@@ -63,11 +79,12 @@ class InternVL(ModelFamily):
 
         from harness.models.families._text import chat_template, qwen2_config, word_tokenizer
 
-        tokenizer = word_tokenizer(TOKENS)
+        tokenizer = tokenizer or word_tokenizer(TOKENS)
         side = dims["vision"]["image_size"][0]
         seq = self._tokens(dims)
-        image_processor = GotOcr2ImageProcessor(size={"height": side, "width": side}, crop_to_patches=True,
-                                                min_patches=1, max_patches=dims["max_patches"])
+        image_processor = GotOcr2ImageProcessor(size={"height": side, "width": side},
+                                                crop_to_patches=dims["max_patches"] > 1, min_patches=1,
+                                                max_patches=dims["max_patches"])
         processor = InternVLProcessor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=seq,
                                       video_processor=InternVLVideoProcessor(),
                                       chat_template=chat_template(TOKENS["context_image_token"]))

@@ -18,6 +18,11 @@ TINY = {"text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers
         "vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
                    "image_size": 32, "patch_size": 8, "vision_use_head": False},
         "grid": 2}
+#: The nano sibling's tower: SigLIP at 64 px with 16 px patches (4x4 = 16 tokens per view) and a single-grid AnyRes
+#: (the one pinpoint 64x64): the base view plus one full-image tile with a newline token per row, 36 tokens in all.
+NANO = {"vision": {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+                   "image_size": 64, "patch_size": 16, "vision_use_head": False},
+        "grid": 1}
 
 
 @MODEL_FAMILIES.register("llava_onevision", "LLaVA-OneVision: SigLIP + MLP + Qwen2, AnyRes tiles + base image")
@@ -28,6 +33,7 @@ class LlavaOnevision(ModelFamily):
         "vision": "model.vision_tower", "projector": "model.multi_modal_projector", "llm": _DECODER,
         "lm_head": "lm_head", "embed_tokens": f"{_DECODER}.embed_tokens"}
     vision_tower = "SigLIP so400m (ViT, 14 px patches), AnyRes"
+    sibling = "nano-llava-onevision"
     #: llava-onevision-qwen2-0.5b-ov-hf: SigLIP so400m-patch14-384 (26 layers, no pooling head) + Qwen2-0.5B (tied
 #: head): 894 M parameters, as published.
     shapes: ClassVar[dict[str, dict[str, Any]]] = {
@@ -51,7 +57,17 @@ class LlavaOnevision(ModelFamily):
     def random_config(self, shape: str) -> tuple[Any, Any]:
         return self._config(self.shapes[shape])
 
-    def _config(self, dims: dict[str, Any]) -> tuple[Any, Any]:
+    def nano_dims(self) -> dict[str, Any]:
+        from harness.models.nano import TEXT_ARGS
+
+        return {**NANO, "text": dict(TEXT_ARGS)}
+
+    def nano_config(self) -> tuple[Any, Any]:
+        from harness.models.families._text import nano_tokenizer
+
+        return self._config(self.nano_dims(), nano_tokenizer({"image_token": "<image>", "video_token": "<video>"}))
+
+    def _config(self, dims: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any]:
         from transformers import (
             LlavaOnevisionConfig,
             LlavaOnevisionImageProcessor,
@@ -62,7 +78,7 @@ class LlavaOnevision(ModelFamily):
 
         from harness.models.families._text import chat_template, qwen2_config, word_tokenizer
 
-        tokenizer = word_tokenizer({"image_token": "<image>", "video_token": "<video>"})
+        tokenizer = tokenizer or word_tokenizer({"image_token": "<image>", "video_token": "<video>"})
         side = dims["vision"]["image_size"]
         pinpoints = [[side * i, side * j] for i in range(1, dims["grid"] + 1) for j in range(1, dims["grid"] + 1)]
         image_processor = LlavaOnevisionImageProcessor(size={"height": side, "width": side},

@@ -24,6 +24,11 @@ TINY = {"text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers
         "vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
                    "image_size": 32, "patch_size": 8},
         "scale_factor": 2, "longest_edge": 64}
+#: The nano sibling's tower: 64 px, no image splitting (one global image), 8 px patches → 8x8, pixel shuffle x2 → 16
+#: tokens; the decoder is nano's (as a Llama, SmolVLM's text model).
+NANO = {"vision": {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+                   "image_size": 64, "patch_size": 8},
+        "scale_factor": 2, "longest_edge": 64, "split": False}
 
 
 @MODEL_FAMILIES.register("smolvlm", "SmolVLM (Idefics3): SigLIP + pixel-shuffle connector + Llama, tiled")
@@ -34,6 +39,7 @@ class SmolVLM(ModelFamily):
         "vision": "model.vision_model", "projector": "model.connector", "llm": _DECODER,
         "lm_head": "lm_head", "embed_tokens": f"{_DECODER}.embed_tokens"}
     vision_tower = "SigLIP (ViT, 16 px patches), pixel shuffle x4"
+    sibling = "nano-smolvlm"
     #: SmolVLM-500M-Instruct: SigLIP base patch16-512 + SmolLM2-360M (untied head), 512 px tiles, up to 4x4.
     shapes: ClassVar[dict[str, dict[str, Any]]] = {
         "smolvlm-500m": {
@@ -56,15 +62,26 @@ class SmolVLM(ModelFamily):
     def random_config(self, shape: str) -> tuple[Any, Any]:
         return self._config(self.shapes[shape])
 
-    def _config(self, dims: dict[str, Any]) -> tuple[Any, Any]:
+    def nano_dims(self) -> dict[str, Any]:
+        from harness.models.nano import TEXT_ARGS
+
+        return {**NANO, "text": dict(TEXT_ARGS)}
+
+    def nano_config(self) -> tuple[Any, Any]:
+        from harness.models.families._text import nano_tokenizer
+
+        return self._config(self.nano_dims(), nano_tokenizer({"image_token": "<image>"}, EXTRA))
+
+    def _config(self, dims: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any]:
         from transformers import Idefics3Processor, SmolVLMConfig, SmolVLMImageProcessor, SmolVLMVisionConfig
 
         from harness.models.families._text import chat_template, qwen2_config, word_tokenizer
 
-        tokenizer = word_tokenizer({"image_token": "<image>"}, EXTRA)
+        tokenizer = tokenizer or word_tokenizer({"image_token": "<image>"}, EXTRA)
         tile = dims["vision"]["image_size"]
         image_processor = SmolVLMImageProcessor(size={"longest_edge": dims["longest_edge"]},
-                                                max_image_size={"longest_edge": tile}, do_image_splitting=True)
+                                                max_image_size={"longest_edge": tile},
+                                                do_image_splitting=dims.get("split", True))
         processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer,
                                       image_seq_len=self._tokens(dims), chat_template=chat_template("<image>"))
         text = qwen2_config(tokenizer, dims["text"], "llama")
