@@ -4,6 +4,12 @@ Images and text go through the model's own processor once, up front, so training
 what inference sees; the loss covers only the answer tokens and the end-of-turn token. Rows that
 share an image are trained together and the image is encoded once per step (the encoder is most
 of the cost on CPU), each question still being its own single-turn sequence as at inference.
+
+Any model family trains through it: the image inputs are whatever the family's processor returns
+per prompt (`pixel_values`, and e.g. SmolVLM's `pixel_attention_mask`, LLaVA-OneVision's
+`image_sizes`), the features come from the family's `image_features` and go where that processor
+wrote the image tokens. FastVLM keeps its own encoder call, whose grid output the auxiliary heads
+read; the other families have no auxiliary heads (their tokens are not FastViT's grid).
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ import hashlib
 from typing import Any
 
 from harness.errors import DataError
-from harness.models.fastvlm import named_module
+from harness.models.fastvlm import model_family, named_module
 
 REQUIRED_COLUMNS = ("image", "question", "answer")
+#: What a processor returns besides the image inputs.
+TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class VQABatcher:
@@ -31,7 +39,8 @@ class VQABatcher:
         tokenizer = processor.tokenizer
         tokenizer.padding_side = "right"
         end = tokenizer.eos_token
-        pixels, ids, n_answer, image_of_row, cells, digits = [], [], [], [], [], []
+        pixels: dict[str, list[Any]] = {}
+        ids, n_answer, image_of_row, cells, digits = [], [], [], [], []
         annotated = "cells" in dataset.column_names and "digit" in dataset.column_names
         image_ids: dict[str, int] = {}
         for begin in range(0, len(dataset), chunk):
@@ -40,11 +49,13 @@ class VQABatcher:
             texts = [p + str(a) + end for p, a in zip(prompts, rows["answer"])]
             images = [img.convert("RGB") for img in rows["image"]]
             out = processor(images=images, text=texts, padding=True, return_tensors="pt")
-            for index, (image, pixel_values) in enumerate(zip(images, out["pixel_values"])):
+            per_row = image_inputs(out, len(images))
+            for index, image in enumerate(images):
                 key = hashlib.sha1(image.tobytes()).hexdigest()
                 if key not in image_ids:
                     image_ids[key] = len(image_ids)
-                    pixels.append(pixel_values)
+                    for name, values in per_row.items():
+                        pixels.setdefault(name, []).append(values[index])
                     if annotated:
                         cells.append(rows["cells"][index])
                         digits.append(rows["digit"][index])
@@ -53,10 +64,12 @@ class VQABatcher:
                 ids.append(row_ids[row_mask.bool()])
             n_answer += [len(tokenizer(str(a) + end, add_special_tokens=False)["input_ids"])
                          for a in rows["answer"]]
-        self.pixel_values = torch.stack(pixels)
+        #: Per distinct image, each image input the processor gave (FastVLM: `pixel_values` only).
+        self.image_inputs = {name: torch.stack(values) for name, values in pixels.items()}
+        self.pixel_values = self.image_inputs["pixel_values"]
         self.ids = ids
         self.n_answer = n_answer
-        self.rows_of_image: list[list[int]] = [[] for _ in pixels]
+        self.rows_of_image: list[list[int]] = [[] for _ in self.pixel_values]
         for row, image in enumerate(image_of_row):
             self.rows_of_image[image].append(row)
         self.pad_id = tokenizer.pad_token_id
@@ -103,23 +116,35 @@ class VQABatcher:
             labels[r, start : len(seq)] = seq[start:]
         self.last_tokens = int(attention.sum())
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
-                "pixel_values": self.pixel_values[images], "image_index": image_index}
+                **{name: values[images] for name, values in self.image_inputs.items()}, "image_index": image_index}
+
+    def _encode(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
+        """(encoder output or None, projected features as (images, tokens, hidden)). FastVLM: its own
+        encoder call (the auxiliary heads read the grid); any other family: its `image_features`."""
+        if model.config.model_type == "fast_vlm":
+            encoded = model.model.get_image_features(pixel_values=batch["pixel_values"].to(model.dtype))
+            return encoded, encoded.pooler_output
+        inputs = {name: batch[name] for name in self.image_inputs}
+        features = model_family(model).image_features(model, inputs)
+        images = len(batch["pixel_values"])
+        if features.shape[0] != images:  # the families that concatenate every image's tokens
+            features = features.reshape(images, -1, features.shape[-1])
+        return None, features
 
     def _embedded(self, model: Any, images: list[int]) -> tuple[dict[str, Any], Any, Any]:
         """(batch on the model's device, image encoder output, input embeddings with features placed)."""
         batch = {k: v.to(model.device) for k, v in self.batch(images).items()}
-        encoded = model.model.get_image_features(pixel_values=batch["pixel_values"].to(model.dtype))
+        encoded, features = self._encode(model, batch)
         input_ids = batch["input_ids"]
         embeds = model.get_input_embeddings()(input_ids)
         image_mask = (input_ids == model.config.image_token_id).unsqueeze(-1)
-        features = encoded.pooler_output
         placed = features[batch["image_index"]]  # one (tokens, hidden) block per row, gathered once
         slots = int(image_mask.sum())
         if slots != placed.shape[0] * placed.shape[1]:
             raise DataError(f"the processor placed {slots} image tokens but the encoder gave "
                             f"{features.shape[1]} per image; processor and model disagree")
         embeds = embeds.masked_scatter(image_mask, placed.to(embeds.dtype))
-        return batch, encoded, embeds
+        return batch, (encoded, features), embeds
 
     def answer_outputs(self, model: Any, images: list[int]) -> tuple[Any, Any, Any]:
         """(logits at the positions predicting answer tokens, those tokens, projector output).
@@ -127,21 +152,23 @@ class VQABatcher:
         The rows and their answer tokens come in the same order for any model whose tokenizer is
         the same, whatever its visual-token count: what distillation aligns teacher and student on.
         """
-        batch, encoded, embeds = self._embedded(model, images)
+        batch, (_, features), embeds = self._embedded(model, images)
         hidden = named_module(model, "llm")(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
                                             use_cache=False).last_hidden_state
         targets = batch["labels"][:, 1:]
         mask = targets != -100
-        return named_module(model, "lm_head")(hidden[:, :-1][mask]), targets[mask], encoded.pooler_output
+        return named_module(model, "lm_head")(hidden[:, :-1][mask]), targets[mask], features
 
     def loss(self, model: Any, images: list[int]) -> Any:
         """Encode each image once, place its features in every row about it, return the LM loss."""
         import torch
         import torch.nn.functional as F
 
-        batch, encoded, embeds = self._embedded(model, images)
+        batch, (encoded, _), embeds = self._embedded(model, images)
         loss = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
         if self.aux_heads is not None:
+            if encoded is None:
+                raise DataError(f"auxiliary heads read FastViT's grid; a {model.config.model_type} model has none")
             tokens = encoded.last_hidden_state.flatten(2).transpose(1, 2)  # (images, tokens, channels)
             cells = self.cells[images]
             if tokens.shape[1] == cells.shape[1]:
@@ -171,3 +198,16 @@ class VQABatcher:
         ones = digits.where(~known, digits % 10)
         return F.cross_entropy(head(left), tens, ignore_index=-100) + F.cross_entropy(head(right), ones,
                                                                                      ignore_index=-100)
+
+
+def image_inputs(out: Any, rows: int) -> dict[str, Any]:
+    """The processor's image inputs of each prompt (one image each), by name: one entry per row."""
+    found = {}
+    for name, values in out.items():
+        if name in TEXT_KEYS or not hasattr(values, "shape"):
+            continue
+        if values.shape[0] != rows:  # e.g. InternVL's tiles of several images in one tensor
+            raise DataError(f"the processor's '{name}' has {values.shape[0]} entries for {rows} prompts; training "
+                            "batches need one image input per prompt (turn the model's image tiling off)")
+        found[name] = values
+    return found
