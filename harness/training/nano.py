@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.models.nano import (
     TRAIN,
@@ -29,8 +31,14 @@ def ensure_nano(force: bool = False, progress: bool = True) -> Path:
         shipped = shipped_checkpoint()
         if shipped is not None:
             return shipped
+    return build_into(path, lambda tmp: train_nano(tmp, progress=progress))
+
+
+def build_into(path: Path, build: Callable[[Path], dict]) -> Path:
+    """Run `build` into a fresh folder beside `path`, write its report, then move it into place: a
+    build cut short never leaves a checkpoint that looks finished."""
     tmp = path.with_name(path.name + f".building-{int(time.time() * 1e6)}")
-    report = train_nano(tmp, progress=progress)
+    report = build(tmp)
     (tmp / "nano_report.json").write_text(json.dumps(report, indent=2))
     if path.exists():
         shutil.rmtree(path)
@@ -43,10 +51,7 @@ def train_nano(out_dir: Path, progress: bool = True, train_overrides: dict | Non
     import torch
 
     from harness.data.nano_vqa import EMPTY_CELL, load_nano_vqa
-    from harness.models.fastvlm import LoadedModel
-    from harness.training import TrainConfig, train
     from harness.training.batches import VQABatcher
-    from harness.training.evaluate import evaluate_exact_match
 
     settings = {**TRAIN, **(train_overrides or {})}
     torch.manual_seed(settings["seed"])
@@ -55,28 +60,45 @@ def train_nano(out_dir: Path, progress: bool = True, train_overrides: dict | Non
     start = time.perf_counter()
     batcher = VQABatcher(processor, load_nano_vqa("train"))
     heads = batcher.enable_auxiliary(model.config.vision_config.hidden_size, EMPTY_CELL + 1, 10)
+    report = fit_reference(model, processor, "nano", batcher, settings, out_dir, start, progress=progress,
+                           extra_parameters=list(heads.parameters()))
+    return {"fingerprint": fingerprint(), **report}
+
+
+def fit_reference(model: Any, processor: Any, source: str, batcher: Any, settings: dict, out_dir: Path,
+                  start: float, progress: bool = True, extra_parameters: list | None = None,
+                  validation_rows: int = 240, test_rows: int | None = None) -> dict:
+    """The reference build's flow after the model and batches exist (nano's and every sibling's):
+    train with `settings` (validated every `eval_every` steps), save, score the test split."""
+    import torch
+
+    from harness.data.nano_vqa import load_nano_vqa
+    from harness.models.fastvlm import LoadedModel
+    from harness.training import TrainConfig, train
+    from harness.training.evaluate import evaluate_exact_match
+
     config = TrainConfig(steps=settings["steps"], batch_size=settings["batch_size"],
                          lr=settings["lr"], warmup=settings["warmup"],
                          weight_decay=settings["weight_decay"], seed=settings["seed"])
-    validation = load_nano_vqa("validation").select(range(240))
+    validation = load_nano_vqa("validation").select(range(validation_rows))
 
     def validate(step: int) -> dict:
-        scores = evaluate_exact_match(LoadedModel(model=model, processor=processor, source="nano"),
+        scores = evaluate_exact_match(LoadedModel(model=model, processor=processor, source=source),
                                       validation, batch_size=125)
         return {"val_exact_match": scores["exact_match"], **{f"val_{k}": v for k, v in scores["per_kind"].items()}}
 
-    history = train(model, batcher, config, progress=progress, description="training nano",
-                    extra_parameters=list(heads.parameters()), evaluate=validate,
-                    eval_every=settings["eval_every"])
+    history = train(model, batcher, config, progress=progress, description=f"training {source}",
+                    extra_parameters=extra_parameters, evaluate=validate, eval_every=settings["eval_every"])
     train_seconds = time.perf_counter() - start
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
-    loaded = LoadedModel(model=model, processor=processor, source="nano")
-    scores = evaluate_exact_match(loaded, load_nano_vqa("test"), batch_size=100)
-    return {"fingerprint": fingerprint(), "train_seconds": round(train_seconds, 1),
+    loaded = LoadedModel(model=model, processor=processor, source=source)
+    test = load_nano_vqa("test")
+    scores = evaluate_exact_match(loaded, test if test_rows is None else test.select(range(test_rows)), batch_size=100)
+    return {"train_seconds": round(train_seconds, 1),
             "final_loss": history[-1]["loss"], "test": scores,
             "validation": [row for row in history if "val_exact_match" in row],
             "threads": torch.get_num_threads()}
