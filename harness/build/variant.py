@@ -27,6 +27,11 @@ def base_identity(reference: str) -> dict[str, Any]:
         from harness.models.nano import fingerprint
 
         return {"kind": "nano", "fingerprint": fingerprint()}
+    if reference.startswith("nano-"):
+        from harness.models import siblings
+
+        if reference in siblings.siblings():
+            return {"kind": "nano-sibling", "name": reference, "fingerprint": siblings.fingerprint(reference)}
     if reference.startswith("random:"):
         return {"kind": "random", "shape": reference.split(":", 1)[1]}
     path = Path(reference).expanduser()

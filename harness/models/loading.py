@@ -1,4 +1,5 @@
-"""Resolve a base-model reference to a `LoadedModel`: `nano`, `random:<shape>` (any family's
+"""Resolve a base-model reference to a `LoadedModel`: `nano`, a nano sibling (`nano-internvl`,
+`nano-smolvlm`, `nano-llava-onevision`: `harness.models.siblings`), `random:<shape>` (any family's
 shape), a local checkpoint directory, or a hub id (offline: only from the local hub cache).
 
 A directory's config.json `model_type` picks its model family (`harness.models.families`:
@@ -34,6 +35,12 @@ def load_model(reference: str, revision: str | None = None, trust_remote_code: b
         path = find_nano()
         model, processor = _from_pretrained(str(path), None, False)
         return LoadedModel(model=model, processor=processor, source="nano", meta={"path": str(path)})
+    if names_sibling(reference):
+        from harness.models.siblings import find_sibling
+
+        path = find_sibling(reference)
+        model, processor = _from_pretrained(str(path), None, False)
+        return LoadedModel(model=model, processor=processor, source=reference, meta={"path": str(path)})
     if reference.startswith("random:"):
         from harness.models.families import family_of_shape
 
@@ -62,6 +69,10 @@ def base_family(reference: str, revision: str | None = None) -> Any:
     if reference == "nano":
         return family("fastvlm")
     try:
+        if names_sibling(reference):
+            from harness.models.siblings import family_of
+
+            return family_of(reference)
         if reference.startswith("random:"):
             return family_of_shape(reference.split(":", 1)[1])
     except HarnessError:
@@ -74,6 +85,12 @@ def base_family(reference: str, revision: str | None = None) -> Any:
         return family("fastvlm")
     known = model_types()
     return family(known[model_type]) if model_type in known else None
+
+
+def names_sibling(reference: str) -> bool:
+    """Whether `reference` means a nano sibling (`nano-<family>`, not a local folder of that name);
+    an unknown `nano-*` name is refused by `siblings.family_of` in one line listing the siblings."""
+    return reference.startswith("nano-") and not Path(reference).expanduser().exists()
 
 
 def _from_apple(path: Path, source: str) -> Any:

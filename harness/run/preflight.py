@@ -18,12 +18,18 @@ from harness.spec.recipe import Recipe
 
 
 def check_base(reference: str, revision: str | None = None) -> list[str]:
-    """`nano` (built before the workers start if its checkpoint is missing), `random:<shape>`, a
+    """`nano` or a nano sibling (built before the workers start if missing), `random:<shape>`, a
     local checkpoint directory, or a hub id present in the offline hub cache."""
-    from harness.models.loading import HUB_ID, check_checkpoint_dir, hub_snapshot
+    from harness.models.loading import HUB_ID, check_checkpoint_dir, hub_snapshot, names_sibling
 
     if reference == "nano":
         return []
+    if names_sibling(reference):  # built before the workers start, as nano is
+        from harness.models.siblings import siblings
+
+        known = siblings()
+        return [] if reference in known else [f"base: '{reference}' is not a nano sibling; siblings: "
+                                              f"{', '.join(sorted(known))}"]
     if reference.startswith("random:"):
         from harness.models.families import shapes, unknown_shape
 

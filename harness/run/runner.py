@@ -143,10 +143,19 @@ def use_data_dirs(recipe: Recipe) -> None:
 
 
 def build_reference(recipe: Recipe, progress: bool) -> None:
-    if any(recipe.base_of(v).model == "nano" for v in recipe.variants):
+    """nano and every nano sibling the recipe's variants start from, each trained once, visibly,
+    before the workers need it."""
+    from harness.models.siblings import siblings
+
+    bases = {recipe.base_of(v).model for v in recipe.variants}
+    if "nano" in bases:
         from harness.training.nano import ensure_nano
 
-        ensure_nano(progress=progress)  # train once, visibly, before the workers need it
+        ensure_nano(progress=progress)
+    for name in sorted(bases & set(siblings())):
+        from harness.training.siblings import ensure_sibling
+
+        ensure_sibling(name, progress=progress)
 
 
 def execute(run: rundir.RunDir, plan: dict[str, Any], recipe: Recipe, bar: Any, use_cache: bool,
