@@ -87,4 +87,4 @@ def find_sibling(name: str) -> Path:
     if shipped is not None:
         return shipped
     raise ModelLoadError(f"the nano sibling {name} ({fingerprint(name)}) is not built; build it with "
-                         f"`harness reference build --model {name}` (about as long as nano's build)")
+                         f"`harness reference build --model {name}` (a step costs 0.8-1.3x nano's)")
