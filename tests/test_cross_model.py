@@ -75,8 +75,9 @@ def test_a_base_recipe_is_unchanged():
 
 
 def test_the_shipped_cross_model_recipe_validates():
-    result = CliRunner().invoke(app, ["validate", str(ROOT / "recipes" / "cross-model.yaml")])
-    assert result.exit_code == 0, result.output
+    for name in ("cross-model.yaml", "cross-model-real-size.yaml"):
+        result = CliRunner().invoke(app, ["validate", str(ROOT / "recipes" / name)])
+        assert result.exit_code == 0, result.output
     recipe = load_recipe(ROOT / "recipes" / "cross-model.yaml")
     assert len(recipe.spec.models) >= 3 and len(set(recipe.model_baselines.values())) == len(recipe.spec.models)
 

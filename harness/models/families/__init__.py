@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from harness.errors import ConfigError, ModelLoadError
 from harness.registries import MODEL_FAMILIES
+from harness.registry import did_you_mean
 
 _INSTANCES: dict[str, Any] = {}
 
@@ -59,8 +59,8 @@ def family_of_shape(shape: str) -> Any:
 
 
 def unknown_shape(shape: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(shape, known, n=1, cutoff=0.6)
-    hint = f" — did you mean '{close[0]}'?" if close else ""
+    close = did_you_mean(shape, known)
+    hint = close if close.startswith(" — ") else ""
     return f"unknown random shape '{shape}'{hint} (shapes: {', '.join(sorted(known))})"
 
 

@@ -3,9 +3,9 @@
 An image is resized to a longest edge, split into square tiles of the encoder's size (row/column
 tokens between them) plus one global image; each tile's patch grid is shuffled by `scale_factor`
 (4 for SmolVLM-256M/500M: 32x32 patches → 64 tokens). The tiny and `random:` models use
-`Idefics3Processor` (the same image-token layout): transformers' `SmolVLMProcessor` needs the
-`num2words` package for its video prompts, and a real SmolVLM checkpoint whose processor needs
-it is refused in one line when that package is missing.
+`Idefics3Processor` (the same image-token layout, no video prompts); a real SmolVLM checkpoint
+loads with its own `SmolVLMProcessor`, whose `num2words` import is a declared dependency (a
+missing one is still refused in one line).
 """
 
 from __future__ import annotations
