@@ -31,6 +31,7 @@ KNOWN_MODULES = {"PIL": "pillow", "yaml": "pyyaml", "sklearn": "scikit-learn", "
 # Declared on purpose without being imported by our code (keep this short, and say why):
 NOT_IMPORTED = {
     "torchvision": "timm imports it; pinned as torch's matched pair",
+    "num2words": "transformers' SmolVLMProcessor imports it (a real SmolVLM checkpoint's processor)",
     "onnxscript": "torch.onnx's dynamo exporter imports it",
     "cattrs": "a <26 pin for coremltools",
     "accelerate": "INC's GPTQ imports it",

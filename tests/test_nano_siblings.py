@@ -178,9 +178,11 @@ def test_smoke_report_is_written_like_nanos(smoke_cache):
 
 def test_unbuilt_sibling_says_how_to_build_it(tmp_path, monkeypatch):
     from harness.errors import ModelLoadError
+    from harness.models import siblings
     from harness.models.loading import load_model
 
     monkeypatch.setenv("FASTVLM_HARNESS_CACHE", str(tmp_path))
+    monkeypatch.setattr(siblings, "_NANO_SHIPPED", tmp_path / "builtin" / "nano")  # no shipped copy either
     with pytest.raises(ModelLoadError) as caught:
         load_model("nano-smolvlm")
     message = str(caught.value)
