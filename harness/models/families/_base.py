@@ -130,3 +130,35 @@ class ModelFamily:
             parts.append(f"vision {vision['num_hidden_layers']}L x {vision['hidden_size']}")
         parts.append(f"{self.tile_tokens(shape)} visual tokens per tile")
         return ", ".join(parts)
+
+
+class ConfigBuiltFamily(ModelFamily):
+    """A family whose tiny model, `random:` shapes and nano sibling all come from one `_config(dims,
+    tokenizer)` (InternVL, SmolVLM, LLaVA-OneVision): they differ only in those dimensions and in the
+    special tokens the nano tokenizer gets, declared as class attributes."""
+
+    #: The contract tests' tiny dimensions, and the nano sibling's own (non-decoder) ones.
+    tiny_dims: ClassVar[dict[str, Any]] = {}
+    nano_own_dims: ClassVar[dict[str, Any]] = {}
+    #: `harness.models.families._text.nano_tokenizer`'s arguments: the family's special tokens.
+    nano_tokens: ClassVar[tuple[Any, ...]] = ()
+
+    def _config(self, dims: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def tiny(self, seed: int = 0) -> Any:
+        config, processor = self._config(self.tiny_dims)
+        return self.build(config, processor, f"tiny-{self.name.replace('_', '-')}", seed)
+
+    def random_config(self, shape: str) -> tuple[Any, Any]:
+        return self._config(self.shapes[shape])
+
+    def nano_dims(self) -> dict[str, Any]:
+        from harness.models.nano import TEXT_ARGS
+
+        return {**self.nano_own_dims, "text": dict(TEXT_ARGS)}
+
+    def nano_config(self) -> tuple[Any, Any]:
+        from harness.models.families._text import nano_tokenizer
+
+        return self._config(self.nano_dims(), nano_tokenizer(*self.nano_tokens))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.models.families._base import ModelFamily
+from harness.models.families._base import ConfigBuiltFamily
 from harness.registries import MODEL_FAMILIES
 
 _DECODER = "model.language_model"
@@ -28,8 +28,11 @@ NANO = {"vision": {"hidden_size": 64, "intermediate_size": 256, "num_hidden_laye
 
 
 @MODEL_FAMILIES.register("internvl", "InternVL: InternViT + pixel shuffle + Qwen2, dynamic 448 px tiles")
-class InternVL(ModelFamily):
+class InternVL(ConfigBuiltFamily):
     name = "internvl"
+    tiny_dims: ClassVar[dict[str, Any]] = TINY
+    nano_own_dims: ClassVar[dict[str, Any]] = NANO
+    nano_tokens: ClassVar[tuple[Any, ...]] = (TOKENS,)
     model_types: ClassVar[tuple[str, ...]] = ("internvl",)
     module_paths: ClassVar[dict[str, str]] = {
         "vision": "model.vision_tower", "projector": "model.multi_modal_projector", "llm": _DECODER,
@@ -50,23 +53,6 @@ class InternVL(ModelFamily):
         from transformers import InternVLForConditionalGeneration
 
         return InternVLForConditionalGeneration
-
-    def tiny(self, seed: int = 0) -> Any:
-        config, processor = self._config(TINY)
-        return self.build(config, processor, "tiny-internvl", seed)
-
-    def random_config(self, shape: str) -> tuple[Any, Any]:
-        return self._config(self.shapes[shape])
-
-    def nano_dims(self) -> dict[str, Any]:
-        from harness.models.nano import TEXT_ARGS
-
-        return {**NANO, "text": dict(TEXT_ARGS)}
-
-    def nano_config(self) -> tuple[Any, Any]:
-        from harness.models.families._text import nano_tokenizer
-
-        return self._config(self.nano_dims(), nano_tokenizer(TOKENS))
 
     def _config(self, dims: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any]:
         from transformers import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.models.families._base import ModelFamily
+from harness.models.families._base import ConfigBuiltFamily
 from harness.registries import MODEL_FAMILIES
 
 _DECODER = "model.language_model"
@@ -26,8 +26,11 @@ NANO = {"vision": {"hidden_size": 64, "intermediate_size": 256, "num_hidden_laye
 
 
 @MODEL_FAMILIES.register("llava_onevision", "LLaVA-OneVision: SigLIP + MLP + Qwen2, AnyRes tiles + base image")
-class LlavaOnevision(ModelFamily):
+class LlavaOnevision(ConfigBuiltFamily):
     name = "llava_onevision"
+    tiny_dims: ClassVar[dict[str, Any]] = TINY
+    nano_own_dims: ClassVar[dict[str, Any]] = NANO
+    nano_tokens: ClassVar[tuple[Any, ...]] = ({"image_token": "<image>", "video_token": "<video>"},)
     model_types: ClassVar[tuple[str, ...]] = ("llava_onevision",)
     module_paths: ClassVar[dict[str, str]] = {
         "vision": "model.vision_tower", "projector": "model.multi_modal_projector", "llm": _DECODER,
@@ -49,23 +52,6 @@ class LlavaOnevision(ModelFamily):
         from transformers import LlavaOnevisionForConditionalGeneration
 
         return LlavaOnevisionForConditionalGeneration
-
-    def tiny(self, seed: int = 0) -> Any:
-        config, processor = self._config(TINY)
-        return self.build(config, processor, "tiny-llava-onevision", seed)
-
-    def random_config(self, shape: str) -> tuple[Any, Any]:
-        return self._config(self.shapes[shape])
-
-    def nano_dims(self) -> dict[str, Any]:
-        from harness.models.nano import TEXT_ARGS
-
-        return {**NANO, "text": dict(TEXT_ARGS)}
-
-    def nano_config(self) -> tuple[Any, Any]:
-        from harness.models.families._text import nano_tokenizer
-
-        return self._config(self.nano_dims(), nano_tokenizer({"image_token": "<image>", "video_token": "<video>"}))
 
     def _config(self, dims: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any]:
         from transformers import (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.models.families._base import ModelFamily
+from harness.models.families._base import ConfigBuiltFamily
 from harness.registries import MODEL_FAMILIES
 
 _DECODER = "model.text_model"
@@ -32,8 +32,11 @@ NANO = {"vision": {"hidden_size": 64, "intermediate_size": 256, "num_hidden_laye
 
 
 @MODEL_FAMILIES.register("smolvlm", "SmolVLM (Idefics3): SigLIP + pixel-shuffle connector + Llama, tiled")
-class SmolVLM(ModelFamily):
+class SmolVLM(ConfigBuiltFamily):
     name = "smolvlm"
+    tiny_dims: ClassVar[dict[str, Any]] = TINY
+    nano_own_dims: ClassVar[dict[str, Any]] = NANO
+    nano_tokens: ClassVar[tuple[Any, ...]] = ({"image_token": "<image>"}, EXTRA)
     model_types: ClassVar[tuple[str, ...]] = ("smolvlm",)
     module_paths: ClassVar[dict[str, str]] = {
         "vision": "model.vision_model", "projector": "model.connector", "llm": _DECODER,
@@ -54,23 +57,6 @@ class SmolVLM(ModelFamily):
         from transformers import SmolVLMForConditionalGeneration
 
         return SmolVLMForConditionalGeneration
-
-    def tiny(self, seed: int = 0) -> Any:
-        config, processor = self._config(TINY)
-        return self.build(config, processor, "tiny-smolvlm", seed)
-
-    def random_config(self, shape: str) -> tuple[Any, Any]:
-        return self._config(self.shapes[shape])
-
-    def nano_dims(self) -> dict[str, Any]:
-        from harness.models.nano import TEXT_ARGS
-
-        return {**NANO, "text": dict(TEXT_ARGS)}
-
-    def nano_config(self) -> tuple[Any, Any]:
-        from harness.models.families._text import nano_tokenizer
-
-        return self._config(self.nano_dims(), nano_tokenizer({"image_token": "<image>"}, EXTRA))
 
     def _config(self, dims: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any]:
         from transformers import Idefics3Processor, SmolVLMConfig, SmolVLMImageProcessor, SmolVLMVisionConfig
