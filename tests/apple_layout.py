@@ -27,8 +27,9 @@ TINY_TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2
 #: timm name (one path segment) → Apple's name; `reparam_conv` is `lkb_reparam` only in the
 #: large-kernel conv of a patch embedding (handled apart).
 TO_APPLE = {"stem": "patch_embed", "final_conv": "conv_exp", "mlp": "convffn", "conv_kxk": "rbr_conv",
-            "conv_scale": "rbr_scale", "identity": "rbr_skip", "large_conv": "lkb_origin", "fc1": "reduce",
-            "fc2": "expand"}
+            "conv_scale": "rbr_scale", "identity": "rbr_skip", "large_conv": "lkb_origin"}
+#: Squeeze-excite's timm `fc1`/`fc2` are Apple's `reduce`/`expand` (a ConvFFN's `fc1`/`fc2` keep their names).
+SE_TO_APPLE = {"fc1": "reduce", "fc2": "expand"}
 
 
 def tokenizer(with_image: bool) -> Any:
@@ -125,7 +126,9 @@ def _vision_to_apple(key: str, model_args: dict) -> str:
     if match:
         stage, part, rest = int(match.group(1)), match.group(2), match.group(3)
         key = f"network.{network_indices(model_args)[(stage, part)]}.{rest}"
-    return ".".join(TO_APPLE.get(part, part) for part in key.split("."))
+    parts = key.split(".")
+    return ".".join(SE_TO_APPLE.get(part, part) if i and parts[i - 1] == "se" else TO_APPLE.get(part, part)
+                    for i, part in enumerate(parts))
 
 
 def apple_state_dict(model: Any) -> dict[str, Any]:

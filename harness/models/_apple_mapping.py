@@ -151,3 +151,48 @@ def vision_structure(shapes: dict[str, tuple[int, ...]]) -> dict:
 def reduction(model_args: dict) -> int:
     """Pixels per visual token along a side: the stem's 4x, then 2x per downsampling stage."""
     return 4 * 2 ** sum(bool(d) for d in model_args["downsamples"])
+
+
+#: timm → Apple per path segment (the inverse of SEGMENTS). Two renames depend on context, handled
+#: in `_apple_vision_key`: `reparam_conv` is `lkb_reparam` only in a downsample's large-kernel conv,
+#: and `fc1`/`fc2` are `reduce`/`expand` only inside a squeeze-excite (`se`) block — a ConvFFN's
+#: `fc1`/`fc2` keep their names.
+TO_APPLE_SEGMENTS = {hf: apple for apple, hf in SEGMENTS.items() if apple not in ("lkb_reparam", "reduce", "expand")}
+SE_TO_APPLE = {"fc1": "reduce", "fc2": "expand"}
+_HF_STAGE = re.compile(r"^stages\.(\d+)\.(downsample|pos_emb|blocks)\.(.*)$")
+
+
+def network_indices(hf_vision_keys: Iterable[str]) -> dict[tuple[int, str], int]:
+    """Apple's flat `network` index of each (stage, part) present: a stage's downsample, then its
+    positional encoding, then its blocks (FastViTHD: 0 | 1 2 | 3 4 | 5 6 7 | 8 9 10)."""
+    present = {(int(m.group(1)), m.group(2)) for k in hf_vision_keys if (m := _HF_STAGE.match(k))}
+    order = {"downsample": 0, "pos_emb": 1, "blocks": 2}
+    return {part: index for index, part in enumerate(sorted(present, key=lambda p: (p[0], order[p[1]])))}
+
+
+def to_apple_keys(keys: Iterable[str]) -> dict[str, str]:
+    """Every `fast_vlm` name → Apple's `llava_qwen2` name: the inverse of `map_keys` (what an export
+    in Apple's layout, e.g. mlx-vlm's `fastvlm`, reads)."""
+    keys = list(keys)
+    indices = network_indices(k[len(HF_VISION):] for k in keys if k.startswith(HF_VISION))
+    out = {}
+    for key in keys:
+        if key.startswith(HF_VISION):
+            out[key] = APPLE_VISION + _apple_vision_key(key[len(HF_VISION):], indices)
+            continue
+        out[key] = next((apple + key[len(hf):] for apple, hf in TOP_LEVEL if key.startswith(hf)), key)
+    return out
+
+
+def _apple_vision_key(key: str, indices: dict[tuple[int, str], int]) -> str:
+    parts = key.split(".")
+    if parts[-1] == "gamma" and len(parts) > 1 and parts[-2] in LAYER_SCALES:
+        parts = parts[:-1]
+    key = ".".join(parts).replace("downsample.proj.0.reparam_conv", "downsample.proj.0.lkb_reparam")
+    key = key.replace("pos_emb.pos_enc.", "pos_emb.pe.")
+    match = _HF_STAGE.match(key)
+    if match:
+        key = f"network.{indices[(int(match.group(1)), match.group(2))]}.{match.group(3)}"
+    parts = key.split(".")
+    return ".".join(SE_TO_APPLE.get(part, part) if i and parts[i - 1] == "se" else TO_APPLE_SEGMENTS.get(part, part)
+                    for i, part in enumerate(parts))

@@ -3,8 +3,9 @@
 shared generation loop (`harness.exporting.loop`), so stages are timed as on every runtime.
 
 The image features come from the vision graph the export names (`settings.vision`): the
-variant's torch vision tower + projector (its decoder is dropped after loading), or the
-`vision.onnx` beside the MLX weights (ONNX Runtime, CPU). They reach the MLX LLM as input
+variant's torch vision tower + projector (its decoder is dropped after loading), the
+`vision.onnx` beside the MLX weights (ONNX Runtime, CPU), or — for the whole VLM in mlx-vlm's
+`fastvlm` layout — mlx-vlm's own FastViTHD and projector, so everything runs in MLX. They reach the MLX LLM as input
 embeddings. Prompts are left-padded; `BatchKVCache(left_padding)` masks the padding and starts
 each row's RoPE offset at its first real token, which equals the loop's `cumsum(mask) - 1`.
 
@@ -89,6 +90,39 @@ def torch_encoder(artifact: Path) -> Callable[[Any], Any]:
     return encode
 
 
+class VlmLanguage:
+    """mlx-vlm's `fastvlm` language model seen as the mlx-lm `Model` the backend drives (the same
+    Qwen2 modules; it names the embeddings argument `inputs_embeds` and wraps its logits)."""
+
+    def __init__(self, language_model: Any) -> None:
+        self.language_model = language_model
+        self.model, self.layers = language_model.model, language_model.layers
+
+    def __call__(self, inputs: Any, cache: list[Any], input_embeddings: Any) -> Any:
+        return self.language_model(inputs, cache=cache, inputs_embeds=input_embeddings).logits
+
+
+def mlx_vlm_parts(folder: Path) -> tuple[Any, Callable[[Any], Any]]:
+    """(LLM, image encoder) of an mlx-vlm `fastvlm` directory: everything runs in MLX."""
+    import mlx.core as mx
+    import numpy as np
+
+    utils = require("mlx_vlm.utils", "mlx", "runtime mlx with an mlx-vlm export")
+    try:
+        vlm = utils.load_model(folder)
+    except Exception as exc:  # noqa: BLE001 - mlx-vlm raises untyped errors for bad files and configs
+        raise RuntimeBackendError(f"mlx-vlm cannot load '{folder}' (corrupt or incomplete): "
+                                  f"{type(exc).__name__}: {first_line(exc)}") from None
+    dtype = vlm.vision_tower.vision_model.patch_embed.blocks[0].reparam_conv.weight.dtype
+
+    def encode(pixel_values: Any) -> Any:
+        _, features, _ = vlm.vision_tower(mx.array(pixel_values).transpose(0, 2, 3, 1).astype(dtype))
+        batch, height, width, channels = features.shape
+        return np.array(vlm.mm_projector(features.reshape(batch, height * width, channels)).astype(mx.float32))
+
+    return VlmLanguage(vlm.language_model), encode
+
+
 def onnx_encoder(path: Path) -> Callable[[Any], Any]:
     ort = require("onnxruntime", "onnx", "runtime mlx with an ONNX vision graph")
     import torch
@@ -121,13 +155,16 @@ class Mlx:
         from harness.exporting.loop import export_session
 
         folder, manifest = read_export(artifact, "mlx")
+        graphs, vision = manifest.get("graphs", {}), manifest.get("settings", {}).get("vision", "torch")
+        if vision == "mlx":
+            model, encoder = mlx_vlm_parts(folder / graphs.get("vlm", "vlm"))
+            return export_session(folder, "mlx", artifact.name, manifest, lambda facts: MlxBackend(model, encoder))
         try:
-            model, _ = utils.load_model(folder / manifest.get("graphs", {}).get("llm", "llm"))
+            model, _ = utils.load_model(folder / graphs.get("llm", "llm"))
         except Exception as exc:  # noqa: BLE001 - mlx-lm raises untyped errors for bad files and configs
             raise RuntimeBackendError(f"mlx-lm cannot load the MLX export of '{artifact.name}' (corrupt or "
                                       f"incomplete): {type(exc).__name__}: {first_line(exc)}") from None
-        vision = manifest.get("settings", {}).get("vision", "torch")
-        graph = manifest.get("graphs", {}).get("vision", "vision.onnx")
+        graph = graphs.get("vision", "vision.onnx")
         encoder = onnx_encoder(folder / graph) if vision == "onnx" else torch_encoder(artifact)
         return export_session(folder, "mlx", artifact.name, manifest, lambda facts: MlxBackend(model, encoder))
 

@@ -1,7 +1,8 @@
 """`export-mlx`: add an MLX export — the LLM as an mlx-lm Qwen2 model directory, float or quantized
 by `mlx.core.quantize` (4/8-bit, group 32/64/128, Apple's shipping layout) — keeping the torch
 weights as the reference; the vision features come from the graph `vision` names (see
-harness/exporting/mlx.py)."""
+harness/exporting/mlx.py). With `vision: mlx` the whole VLM goes to MLX in mlx-vlm's `fastvlm`
+layout instead (harness/exporting/_mlx_vlm.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from harness.steps._base import Step, StepConfig, StepContext, no_targets
 
 DEFAULT_GROUP = 64  # what Apple ships FastVLM's MLX LLM with
 VISION = {"torch": "the variant's own vision tower + projector (torch, from this artifact's weights)",
-          "onnx": "vision.onnx in this folder (ONNX Runtime)"}
+          "onnx": "vision.onnx in this folder (ONNX Runtime)",
+          "mlx": "mlx-vlm's FastViTHD + projector in this folder's vlm/ (the whole VLM in MLX)"}
+VLM_DIR = "vlm"  # the whole VLM in mlx-vlm's `fastvlm` layout (vision: mlx)
 
 
 class ExportMlxConfig(StepConfig):
@@ -27,13 +30,16 @@ class ExportMlxConfig(StepConfig):
     group_size: Literal[32, 64, 128] | None = Field(
         None, description="quantization group size with bits (default 64, Apple's); must divide hidden_size and "
                           "intermediate_size")
-    vision: Literal["torch", "onnx"] = Field(
+    vision: Literal["torch", "onnx", "mlx"] = Field(
         "torch", description="where the runtime computes image features: the variant's torch vision tower + "
-                             "projector, or a vision.onnx written into the export (needs the onnx extra)")
+                             "projector, a vision.onnx written into the export (needs the onnx extra), or mlx: "
+                             "the whole VLM in mlx-vlm's fastvlm layout (released FastViTHD towers only; the "
+                             "projector is quantized with the LLM, the tower stays float)")
 
     @model_validator(mode="after")
     def _only_llm(self) -> ExportMlxConfig:
-        no_targets(self, "the MLX export is always the LLM; `vision` picks the vision graph")
+        no_targets(self, "the MLX export is the LLM (or, with vision: mlx, the whole VLM); `vision` picks the vision "
+                         "graph")
         if self.bits is None and self.group_size is not None:
             raise ValueError("group_size applies only to a quantized export: set bits: 4 or 8, or drop group_size")
         return self
@@ -55,29 +61,47 @@ class ExportMlx(Step):
         require("mlx_lm", "mlx", "step export-mlx")
         from harness.environment import package_version
         from harness.exporting import model_facts, save_assets, write_export_manifest
-        from harness.exporting.mlx import LLM_DIR, write_llm
+        from harness.exporting.mlx import LLM_DIR
 
         folder = ctx.export_dir("mlx")
         roles = save_assets(model, folder)
         group = config.group_size or DEFAULT_GROUP
-        result = write_llm(model, folder / LLM_DIR, config.dtype, config.bits, group)
-        graphs = {"llm": LLM_DIR}
+        result, graphs = self._write(config, model, folder, group)
+        weights = sorted(p.relative_to(folder).as_posix() for p in (folder / graphs.get("vlm", LLM_DIR)).glob("*"))
+        roles.update({name: "weights" if name.endswith(".safetensors") else "config" for name in weights})
+        quant = {"bits": config.bits, "group_size": group} if config.bits else {}
+        mode = f"affine int{config.bits} g{group}" if config.bits else "float"
+        library = "mlx-vlm fastvlm" if config.vision == "mlx" else "mlx-lm qwen2"
+        versions = f"{library.split()[0]} {package_version(library.split()[0])}, mlx {mx.__version__}"
+        layout = (f"{VLM_DIR}/: mlx-vlm fastvlm model directory (Apple's llava_qwen2 config + MLX weights)"
+                  if config.vision == "mlx" else f"{LLM_DIR}/: mlx-lm model directory (config.json + "
+                                                 "model.safetensors)")
+        settings = {"exporter": f"{library}, {mode} {config.dtype} ({versions})", "layout": layout,
+                    "dtype": config.dtype, "mode": mode,
+                    **quant, "vision": config.vision, "vision_graph": VISION[config.vision]}
+        facts = model_facts(model, mlx_config=result["config"], quantized_layers=result["quantized_layers"])
+        manifest = write_export_manifest(folder, "mlx", settings, graphs, roles, facts)
+        size = sum(f["bytes"] for f in manifest["files"] if f["role"] in ("weights", "graph", "external-data"))
+        what = "VLM as mlx-vlm fastvlm" if config.vision == "mlx" else "LLM as mlx-lm qwen2"
+        ctx.note(f"mlx: {what} ({settings['mode']}, {config.dtype}), {result['quantized_layers']} quantized layers, "
+                 f"{size / 1e6:.2f} MB; vision from {config.vision}")
+
+    @staticmethod
+    def _write(config: ExportMlxConfig, model: Any, folder: Any, group: int) -> tuple[dict[str, Any], dict[str, str]]:
+        """Write the MLX weights the `vision` choice needs; returns the write's result and the graphs."""
+        from harness.exporting.mlx import LLM_DIR, check_group_size, mlx_config, write_llm
+
+        if config.vision == "mlx":
+            require("mlx_vlm", "mlx", "step export-mlx with vision: mlx")
+            from harness.exporting._mlx_vlm import write_vlm
+
+            if config.bits is not None:
+                check_group_size(mlx_config(model), group)
+            return write_vlm(model, folder / VLM_DIR, config.dtype, config.bits, group), {"vlm": VLM_DIR}
+        result, graphs = write_llm(model, folder / LLM_DIR, config.dtype, config.bits, group), {"llm": LLM_DIR}
         if config.vision == "onnx":
             require("onnx", "onnx", "step export-mlx with vision: onnx")
             from harness.exporting.onnx import export_model
 
             graphs.update(export_model(model, folder, ["vision"], 17, 100.0)["graphs"])
-        roles.update({f"{LLM_DIR}/model.safetensors": "weights", f"{LLM_DIR}/config.json": "config"})
-        quant = {"bits": config.bits, "group_size": group} if config.bits else {}
-        mode = f"affine int{config.bits} g{group}" if config.bits else "float"
-        versions = f"mlx-lm {package_version('mlx-lm')}, mlx {mx.__version__}"
-        settings = {"exporter": f"mlx-lm qwen2, {mode} {config.dtype} ({versions})",
-                    "layout": f"{LLM_DIR}/: mlx-lm model directory (config.json + model.safetensors)",
-                    "dtype": config.dtype,
-                    "mode": mode,
-                    **quant, "vision": config.vision, "vision_graph": VISION[config.vision]}
-        facts = model_facts(model, mlx_config=result["config"], quantized_layers=result["quantized_layers"])
-        manifest = write_export_manifest(folder, "mlx", settings, graphs, roles, facts)
-        size = sum(f["bytes"] for f in manifest["files"] if f["role"] in ("weights", "graph", "external-data"))
-        ctx.note(f"mlx: LLM as mlx-lm qwen2 ({settings['mode']}, {config.dtype}), {result['quantized_layers']} "
-                 f"quantized layers, {size / 1e6:.2f} MB; vision from {config.vision}")
+        return result, graphs
