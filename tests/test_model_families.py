@@ -221,15 +221,47 @@ def test_a_family_specific_step_on_another_family_is_refused_in_preflight(tmp_pa
 
     steps = [{"kind": "reparameterize"}, {"kind": "quantize"}, {"kind": "export-onnx"}]
     recipe = _recipe(tmp_path, "random:internvl3-1b", steps)
-    assert check_steps(recipe) == [
+    assert check_steps(recipe) == [  # export-onnx: InternVL has it too
         "step 'reparameterize' needs a FastViT vision tower (FastVLM); base 'random:internvl3-1b' is an internvl "
-        "model",
-        "step 'export-onnx' needs FastVLM's export graphs (FastViT grid features, LLaVA-style prompt); base "
-        "'random:internvl3-1b' is an internvl model"]
+        "model"]
     with pytest.raises(ConfigProblems, match="step 'reparameterize' needs a FastViT vision tower"):
         preflight(recipe, [], tmp_path / "out")
     assert check_steps(_recipe(tmp_path, "random:fastvlm-0.5b", steps)) == []
     assert check_steps(_recipe(tmp_path, "random:smolvlm-500m", [{"kind": "quantize"}])) == []
+    assert check_steps(_recipe(tmp_path, "random:smolvlm-500m", [{"kind": "export-onnx"}])) == [
+        "step 'export-onnx' needs ONNX generation graphs for a vision tower fed one (tiles, 3, H, W) pixel tensor "
+        "(FastVLM, InternVL); base 'random:smolvlm-500m' is a smolvlm model"]
+
+
+def test_internvl_onnx_export_runs_in_ort_as_torch_does(tmp_path):
+    """"Unified mobile deployment" for a second family: InternVL's tiles go through the same three ONNX graphs
+    and generation loop as FastVLM, with torch's greedy tokens, and survive an ort-quant step."""
+    import numpy as np
+    import torch
+
+    from harness.runtimes.onnxruntime import OnnxRuntime
+
+    from .exports import build_artifact
+
+    export = {"kind": "export-onnx", "external_data_mb": 0}
+    loaded, _ = build_artifact(tmp_path / "v", [export], export, loaded=family("internvl").tiny(seed=1))
+    session = OnnxRuntime().load(tmp_path / "v")
+    want = loaded.generate(pictures(), QUESTIONS, max_new_tokens=6, keep_logits=True)
+    got = session.generate(pictures(), QUESTIONS, max_new_tokens=6, keep_logits=True)
+    assert got.token_ids == want.token_ids and got.texts == want.texts
+    assert np.abs(got.first_logits - want.first_logits.numpy()).max() < 1e-4
+    assert session.visual_tokens == int((loaded.prepare(pictures()[:1], QUESTIONS[:1])["input_ids"]
+                                         == loaded.model.config.image_token_id).sum())
+    with torch.no_grad():
+        torch_features = family("internvl").image_features(loaded.model, loaded.prepare(pictures(), QUESTIONS))
+    ort_features = session.encode_images(pictures())
+    assert ort_features.shape == tuple(torch_features.shape) and ort_features.shape[0] > len(pictures())  # tiles
+    assert np.abs(ort_features - torch_features.numpy()).max() < 1e-4
+
+    build_artifact(tmp_path / "q", [{"kind": "ort-quant", "mode": "dynamic-int8"}], export,
+                   loaded=loaded, staging_from=tmp_path / "v")
+    quantized = OnnxRuntime().load(tmp_path / "q").generate(pictures(), QUESTIONS, max_new_tokens=4)
+    assert len(quantized.token_ids) == 2 and quantized.times.prefill_ms > 0
 
 
 def test_ls_models_lists_families_and_shapes():
@@ -245,3 +277,28 @@ def test_ls_models_lists_families_and_shapes():
     assert "256 visual tokens per tile" in listing["internvl"]["shapes"][0]["description"]
     text = CliRunner().invoke(app, ["ls", "models"]).output
     assert "random:llava-onevision-0.5b" in text and "729 visual tokens per tile" in text
+
+
+def test_every_familys_activations_are_recorded_and_a_dead_tower_is_flagged(tiny):
+    """The collapse check reaches every family: a ViT's blocks, the projector and the decoder are sampled,
+    healthy under the init `random:` uses (transformers' own; FastVLM's realistic one, since its default
+    collapses: test_random_init.py); a tower whose weights are zeroed is named in the problems."""
+    import copy
+
+    import torch
+
+    from harness.models.activations import activation_stats, collapse_problems
+
+    from .conftest import build_tiny_inference_mode
+
+    if tiny.family.name == "fastvlm":
+        tiny = build_tiny_inference_mode()
+    stats = activation_stats(tiny)
+    assert stats["vision"] and collapse_problems(stats) == []
+    assert stats["projector"]["std"] > 0 and stats["llm"]["logits"]["finite"]
+    dead = copy.deepcopy(tiny)
+    with torch.no_grad():
+        for parameter in dead.vision.parameters():
+            parameter.zero_()
+    problems = collapse_problems(activation_stats(dead))
+    assert any(line.startswith(("projector:", "stage", "block", "stem", "final_conv")) for line in problems), problems

@@ -1,7 +1,9 @@
 """ONNX export of a FastVLM variant as three graphs a generation loop can drive.
 
 - `vision.onnx`: pixel_values (batch, 3, H, W) → projected image features (batch, N, hidden):
-  FastViTHD + projector. Dynamic batch; the image size is fixed by the processor.
+  the family's vision tower + projector (FastViTHD for FastVLM; InternViT + pixel shuffle for
+  InternVL, whose batch is the image's 448 px tiles). Dynamic batch; the image size is fixed by
+  the processor.
 - `embed.onnx`: input_ids (batch, seq) → token embeddings (batch, seq, hidden).
 - `decoder.onnx`: one merged graph for prefill and decode. Inputs `inputs_embeds`,
   `attention_mask` (batch, past + seq), `position_ids` and `past_key_values.{i}.key/value`
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.exporting import check_exportable, converting, float_model, model_facts
-from harness.models.fastvlm import named_module
+from harness.models.fastvlm import model_family, named_module
 
 
 def export_model(loaded: Any, folder: Path, components: list[str], opset: int = 17,
@@ -83,13 +85,15 @@ def _onnx_export(module: Any, args: tuple, path: Path, opset: int, inputs: list[
 def _export_vision(model: Any, path: Path, opset: int, facts: dict[str, Any]) -> None:
     import torch
 
+    family = model_family(model)
+
     class Vision(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.inner = model.model
+            self.inner = model
 
         def forward(self, pixel_values: Any) -> Any:
-            return self.inner.get_image_features(pixel_values=pixel_values).pooler_output
+            return family.image_features(self.inner, {"pixel_values": pixel_values})
 
     height, width = facts["image_size"]
     pixels = torch.rand(2, 3, height, width)

@@ -1,11 +1,12 @@
-"""Per-stage activation statistics of a FastVLM model, and the check that they have not collapsed.
+"""Per-stage activation statistics of a VLM of any family, and the check that they have not collapsed.
 
 A random-weight model is only a stand-in for the real one if its activations live where real
 ones do: a tower whose features have shrunk to subnormal or exact zeros runs convolutions on a
 data-dependent slow path, so its latency is not the model's. `activation_stats` records, via
 forward hooks, std / fraction of exact zeros / fraction of subnormals after the stem, every stage
-and the final conv, the projector's output, and the decoder's hidden-state std every few layers
-with the first-token logits; `collapse_problems` says in words what is wrong (empty = healthy).
+and the final conv of a FastViT (every few blocks of another family's ViT), the projector's
+output, and the decoder's hidden-state std every few layers with the first-token logits;
+`collapse_problems` says in words what is wrong (empty = healthy).
 """
 
 from __future__ import annotations
@@ -31,22 +32,46 @@ def tensor_stats(tensor: Any) -> dict[str, float]:
             "finite": bool(torch.isfinite(values).all())}
 
 
+def tower_points(tower: Any, every: int = 4) -> list[tuple[str, Any]]:
+    """Where to look inside a vision tower: a timm FastViT's stem, stages and final conv; another tower's
+    (a ViT's) every `every`-th block of its longest module list, and the last."""
+    import torch
+
+    if all(hasattr(tower, name) for name in ("stem", "stages", "final_conv")):
+        return [("stem", tower.stem), *((f"stage{i}", s) for i, s in enumerate(tower.stages)),
+                ("final_conv", tower.final_conv)]
+    lists = [module for module in tower.modules() if isinstance(module, torch.nn.ModuleList)]
+    blocks = max(lists, key=len)
+    return [(f"block{i}", blocks[i]) for i in sorted({*range(0, len(blocks), every), len(blocks) - 1})]
+
+
+def hooked_stats(points: list[tuple[str, Any]], run: Any) -> tuple[list[dict[str, Any]], Any]:
+    """The stats of each point's output (a block's first tensor when it returns a tuple) while `run()` runs."""
+    import torch
+
+    stats: list[dict[str, Any]] = []
+
+    def record(name: str, out: Any) -> None:
+        tensor = out if isinstance(out, torch.Tensor) else next(o for o in out if isinstance(o, torch.Tensor))
+        stats.append({"point": name, **tensor_stats(tensor)})
+
+    hooks = [module.register_forward_hook(lambda _m, _i, out, name=name: record(name, out)) for name, module in points]
+    try:
+        with torch.inference_mode():
+            result = run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return stats, result
+
+
 def vision_stats(tower: Any, image_size: int, seed: int = 0) -> list[dict[str, Any]]:
     """Stats after the stem, each stage and the final conv of a timm FastViT on one seeded image."""
     import torch
 
-    points = [("stem", tower.stem), *((f"stage{i}", s) for i, s in enumerate(tower.stages)),
-              ("final_conv", tower.final_conv)]
-    stats: list[dict[str, Any]] = []
-    hooks = [module.register_forward_hook(
-        lambda _m, _i, out, name=name: stats.append({"point": name, **tensor_stats(out)})) for name, module in points]
     image = torch.rand(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
-    try:
-        with torch.inference_mode():
-            tower.forward_features(image.to(next(tower.parameters()).dtype))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    image = image.to(next(tower.parameters()).dtype)
+    stats, _ = hooked_stats(tower_points(tower), lambda: tower.forward_features(image))
     return stats
 
 
@@ -66,17 +91,34 @@ def language_stats(loaded: Any, tokens: int = 16, every: int = 4, seed: int = 0)
 
 
 def activation_stats(loaded: Any, image_size: int = 256, seed: int = 0) -> dict[str, Any]:
-    """Vision per-stage stats, the projector output, and the decoder's (see the module docstring)."""
+    """Vision per-stage stats, the projector output, and the decoder's (see the module docstring). A FastVLM
+    tower sees a seeded image of `image_size`; another family's sees a seeded noise image through its own
+    processor (tiles and all), at the processor's size."""
     import torch
 
-    tower = loaded.vision.timm_model
-    stats = {"image_size": image_size, "vision": vision_stats(tower, image_size, seed)}
-    image = torch.rand(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
-    with torch.inference_mode():
-        features = loaded.image_features(image.to(loaded.dtype)).pooler_output
+    tower = getattr(loaded.vision, "timm_model", None)
+    if tower is not None:
+        stats = {"image_size": image_size, "vision": vision_stats(tower, image_size, seed)}
+        image = torch.rand(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
+        with torch.inference_mode():
+            features = loaded.image_features(image.to(loaded.dtype)).pooler_output
+    else:
+        stats, features = _family_vision_stats(loaded, seed)
     stats["projector"] = tensor_stats(features)
     stats["llm"] = language_stats(loaded, seed=seed)
     return stats
+
+
+def _family_vision_stats(loaded: Any, seed: int) -> tuple[dict[str, Any], Any]:
+    import numpy as np
+    from PIL import Image
+
+    height, width = loaded.family.image_size(loaded.processor)
+    noise = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    inputs = loaded.prepare([Image.fromarray(noise)], [""])
+    points, features = hooked_stats(tower_points(loaded.vision), lambda: loaded.family.image_features(loaded.model,
+                                                                                                        inputs))
+    return {"image_size": height, "vision": points}, features
 
 
 def collapse_problems(stats: dict[str, Any]) -> list[str]:

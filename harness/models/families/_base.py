@@ -14,6 +14,10 @@ from typing import Any, ClassVar
 
 #: The names every family places (keys of `module_paths`).
 PART_NAMES = ("vision", "projector", "llm", "lm_head", "embed_tokens")
+#: What `export-onnx` needs (declared by each family that has it): its vision graph takes one pixel tensor of
+#: (images or tiles, 3, H, W) and the generation loop splices the features row by row.
+ONNX_GRAPHS = ("ONNX generation graphs for a vision tower fed one (tiles, 3, H, W) pixel tensor "
+               "(FastVLM, InternVL)")
 
 
 def component_paths(module_paths: dict[str, str]) -> dict[str, tuple[str, ...]]:
@@ -32,7 +36,7 @@ class ModelFamily:
     module_paths: ClassVar[dict[str, str]] = {}
     #: `random:<shape>` → the published dimensions (family-specific keys, read by `random_config`).
     shapes: ClassVar[dict[str, dict[str, Any]]] = {}
-    #: Steps only this family supports → what they need, worded for "step 'x' needs <this>".
+    #: Steps only some families support (this one among them) → what they need, worded for "step 'x' needs <this>".
     specific_steps: ClassVar[dict[str, str]] = {}
     #: What the vision tower is, in words (`harness ls models`).
     vision_tower: ClassVar[str] = ""
@@ -72,12 +76,17 @@ class ModelFamily:
         raise NotImplementedError
 
     def random_model(self, shape: str, seed: int = 0) -> Any:
-        """`random:<shape>` with seeded random weights (transformers' own init for this family)."""
+        """`random:<shape>` with seeded random weights: transformers' own init for this family, whose
+        activations (unlike FastViT's, see `harness.models.shapes`) stay healthy through every block —
+        recorded and checked per stage like FastVLM's, so a collapse would show in the build notes."""
+        from harness.models.shapes import record_activations
+
         config, processor = self.random_config(shape)
         loaded = self.build(config, processor, f"random:{shape}", seed)
         loaded.random_weights = True
         loaded.meta.setdefault("notes", []).append(
             f"random init ({loaded.source}): transformers' default initialisation of {self.name}")
+        record_activations(loaded, self.image_size(processor)[0], seed)
         return loaded
 
     def build(self, config: Any, processor: Any, source: str, seed: int = 0) -> Any:

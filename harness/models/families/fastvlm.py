@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.models.families._base import ModelFamily
+from harness.models.families._base import ONNX_GRAPHS, ModelFamily
 from harness.models.fastvlm import MODULE_PATHS
 from harness.registries import MODEL_FAMILIES
 
@@ -31,7 +31,7 @@ class FastVLM(ModelFamily):
     vision_tower = "FastViTHD (timm fastvit_mci3), 64x downsampling"
     specific_steps: ClassVar[dict[str, str]] = {
         "reparameterize": _FASTVIT, "token-merge": _FASTVIT, "resolution": _FASTVIT, "structured-prune": _FASTVIT,
-        "static-int8": _FASTVIT, "export-onnx": _GRAPHS, "export-tflite": _GRAPHS, "export-executorch": _GRAPHS,
+        "static-int8": _FASTVIT, "export-onnx": ONNX_GRAPHS, "export-tflite": _GRAPHS, "export-executorch": _GRAPHS,
         "export-coreml": _GRAPHS, "export-mlx": _GRAPHS, "distill": _TRAINING, "finetune": _TRAINING,
         "qat": _TRAINING}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.models.families._base import ConfigBuiltFamily
+from harness.models.families._base import ONNX_GRAPHS, ConfigBuiltFamily
 from harness.registries import MODEL_FAMILIES
 
 _DECODER = "model.language_model"
@@ -39,6 +39,8 @@ class InternVL(ConfigBuiltFamily):
         "lm_head": "lm_head", "embed_tokens": f"{_DECODER}.embed_tokens"}
     vision_tower = "InternViT (ViT, 14 px patches), pixel shuffle 0.5"
     sibling = "nano-internvl"
+    #: Its tiles are a plain (tiles, 3, 448, 448) tensor, so FastVLM's ONNX graphs and loop fit it as they are.
+    specific_steps: ClassVar[dict[str, str]] = {"export-onnx": ONNX_GRAPHS}
     #: InternVL3-1B-hf: InternViT-300M-448px-V2.5 + Qwen2.5-0.5B (untied head), up to 12 tiles.
     shapes: ClassVar[dict[str, dict[str, Any]]] = {
         "internvl3-1b": {
