@@ -258,10 +258,13 @@ class ExecuTorchBackend(LiteRTBackend):
         names = kv_names(facts["num_layers"])
         self.kv_names = sorted(names)
         cache = {n: ([1, facts["kv_heads"], slots, facts["head_dim"]], "float32") for n in names}
-        self.vision = Method(programs["vision"], "forward", {"pixel_values": ([1, 3, height, width], "float32")},
-                             ["features"])
-        self.embed_prefill = Method(programs["embed"], "prefill", {"token_ids": ([1, chunk], "int64")}, ["embeddings"])
-        self.embed_decode = Method(programs["embed"], "decode", {"token_ids": ([1, 1], "int64")}, ["embeddings"])
+        if "vision" in programs:  # vision and embed are optional, as in LiteRTBackend
+            self.vision = Method(programs["vision"], "forward", {"pixel_values": ([1, 3, height, width], "float32")},
+                                 ["features"])
+        if "embed" in programs:
+            self.embed_prefill = Method(programs["embed"], "prefill", {"token_ids": ([1, chunk], "int64")},
+                                        ["embeddings"])
+            self.embed_decode = Method(programs["embed"], "decode", {"token_ids": ([1, 1], "int64")}, ["embeddings"])
 
         def decoder(name: str, tokens: int, logits: bool) -> Method:
             inputs = {"embeddings": ([1, tokens, hidden], "float32"), "input_pos": ([tokens], "int64"),

@@ -228,14 +228,17 @@ class LiteRTBackend:
     def __init__(self, interpreters: dict[str, Any], facts: dict[str, Any]) -> None:
         sig = facts["signatures"]
         self.facts = facts
-        self.vision = Signature(interpreters["vision"], sig["vision"])
-        self.embed_prefill = Signature(interpreters["embed"], sig["embed_prefill"])
-        self.embed_decode = Signature(interpreters["embed"], sig["embed_decode"])
-        self.prefill_sig = Signature(interpreters["decoder"], sig["prefill"])
-        self.decode_sig = Signature(interpreters["decoder"], sig["decode"])
+        # every graph is optional: benchmarks/peers_0p5b.py opens a decoder or a vision graph alone
+        self.vision = Signature(interpreters["vision"], sig["vision"]) if "vision" in interpreters else None
+        if "embed" in interpreters:
+            self.embed_prefill = Signature(interpreters["embed"], sig["embed_prefill"])
+            self.embed_decode = Signature(interpreters["embed"], sig["embed_decode"])
         self.chunk = int(facts["prefill_length"])
         self.slots = int(facts["cache_length"])
-        self.kv_names = sorted(k for k in self.decode_sig.inputs if k.startswith("kv_cache"))
+        if "decoder" in interpreters:  # optional too: an encoder-only benchmark opens the vision graph alone
+            self.prefill_sig = Signature(interpreters["decoder"], sig["prefill"])
+            self.decode_sig = Signature(interpreters["decoder"], sig["decode"])
+            self.kv_names = sorted(k for k in self.decode_sig.inputs if k.startswith("kv_cache"))
 
     # --- encoder and embeddings ---------------------------------------------------------
     def encode(self, pixel_values: Any) -> Any:
