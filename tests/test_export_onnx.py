@@ -115,8 +115,11 @@ def test_ort_quant_modes_build_and_run(exported, items, tmp_path, mode, op):
     manifest = json.loads((path / "exports" / "onnx" / "export.json").read_text())
     decoder = manifest["graphs"]["decoder"]
     assert decoder != "decoder.onnx" and not (path / "exports" / "onnx" / "decoder.onnx").exists()
-    ops = {n.op_type for n in onnx.load(str(path / "exports" / "onnx" / decoder)).graph.node}
-    assert op in ops, f"{mode}: no {op} in the decoder graph"
+    nodes = onnx.load(str(path / "exports" / "onnx" / decoder)).graph.node
+    assert op in {n.op_type for n in nodes}, f"{mode}: no {op} in the decoder graph"
+    if mode == "int4-weight-only":  # int8 compute inside MatMulNBits by default (ort-quant's module doc)
+        levels = {a.i for n in nodes if n.op_type == op for a in n.attribute if a.name == "accuracy_level"}
+        assert levels == {4} and manifest["steps"][-1]["accuracy_level"] == 4
     assert manifest["steps"][-1]["mode"] == mode
     got = OnnxRuntime().load(path).generate(items["image"], items["question"], max_new_tokens=4)
     assert len(got.token_ids) == len(items) and got.times.prefill_ms > 0
