@@ -26,6 +26,16 @@ def build_tiny(seed: int = 0, vision_args: dict | None = None, text_args: dict |
     return loaded
 
 
+def load_benchmark(name: str):
+    """A script of benchmarks/ (no package there) imported as a module, to test its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def randomize_batchnorms(model, seed: int = 0) -> None:
     """Non-default running stats and affine parameters in every BatchNorm2d, so a fold is exercised."""
     import torch

@@ -3,20 +3,14 @@ through each shape's own processor, and the ratio's interval is the bootstrap ov
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("paper_ttft", ROOT / "benchmarks" / "paper_ttft.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("paper_ttft")
 
 
 def test_the_paper_inputs_give_the_papers_visual_tokens(bench):
