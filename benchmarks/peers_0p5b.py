@@ -15,7 +15,8 @@ torch eager before and after `reparameterize`, and the reparameterised tower in 
 Rounds interleave the arms (order alternating). To fit in memory each LLM arm is loaded, warmed
 (one full prefill + 2 decode tokens), measured and released within its round; artifacts are built
 once before the rounds. Each entry: median and spread over rounds (a round's decode sample is the
-median over its tokens), the ratio to the fastest arm, and % of the roofline (decode: nominal
+median over its tokens), the ratio to the fastest arm and (LLM) to the fastest peer (llama.cpp,
+onnxruntime-genai; below 1 where a harness runtime beats them), and % of the roofline (decode: nominal
 weight bytes per token / measured copy bandwidth; encoder: counted FLOPs / measured GEMM peak).
 
     python benchmarks/peers_0p5b.py                     # the lead's run (see docs/export.md for its wall time)
@@ -52,6 +53,8 @@ QUICK_TEXT = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers":
 #: (prompt tokens, decoded tokens per round, encoder sizes) of the real run and of --quick.
 DIMS = {"real": (267, 16, (256, 512, 1024)), "quick": (24, 8, (64, 128))}
 ENCODER_ARMS = ("enc-torch", "enc-torch-reparam", "enc-ort", "enc-litert")
+#: the peers run directly (not through the harness): `ratio_to_fastest_peer` divides by the fastest of them
+PEER_FAMILIES = ("llamacpp", "ortgenai")
 
 
 def build_model(quick: bool) -> Any:
@@ -152,12 +155,15 @@ def llm_entries(samples: dict[str, list[dict[str, Any]]], bits: dict[str, float]
     medians = {name: {key: statistics.median(s[key] for s in per) for key in ("prefill_ms", "decode_ms")}
                for name, per in samples.items()}
     fastest = {key: min(m[key] for m in medians.values()) for key in ("prefill_ms", "decode_ms")}
+    peers = [m for name, m in medians.items() if LLM_ARMS[name][0] in PEER_FAMILIES]
+    fastest_peer = {key: min((m[key] for m in peers), default=None) for key in ("prefill_ms", "decode_ms")}
     out = {}
     for name, per in samples.items():
         weight_bytes = params["matmul"] * bits[name] / 8 + params["other"] * 4
         limit_ms = weight_bytes / (bandwidth * 1e9) * 1e3
-        entry = {key: {**spread([s[key] for s in per]),
-                       "ratio_to_fastest": medians[name][key] / fastest[key]} for key in ("prefill_ms", "decode_ms")}
+        entry = {key: {**spread([s[key] for s in per]), "ratio_to_fastest": medians[name][key] / fastest[key],
+                       "ratio_to_fastest_peer": medians[name][key] / fastest_peer[key] if fastest_peer[key] else None}
+                 for key in ("prefill_ms", "decode_ms")}
         entry["decode_roofline"] = {"weight_bytes_per_token": weight_bytes, "nominal_bits_per_weight": bits[name],
                                     "bandwidth_limit_ms": limit_ms,
                                     "pct_of_roofline": 100 * limit_ms / medians[name]["decode_ms"],

@@ -57,6 +57,10 @@ def test_llm_arms_measure_and_compare(result):
         assert roof["weight_bytes_per_token"] > 0 and roof["pct_of_roofline"] > 0
         assert 0 < arm["logits_cosine_to_torch_fp32"] <= 1 + 1e-9
     assert measured["ort-fp32"]["logits_cosine_to_torch_fp32"] > 0.999
+    if "llamacpp-q4_0" in measured:  # the only peer measured here (ortgenai is made unavailable)
+        peer = measured["llamacpp-q4_0"]["decode_ms"]["median"]
+        for arm in measured.values():
+            assert arm["decode_ms"]["ratio_to_fastest_peer"] == pytest.approx(arm["decode_ms"]["median"] / peer)
     assert measured["torch-fp32"]["decode_roofline"]["nominal_bits_per_weight"] == 32
     assert result["peaks"]["copy_bandwidth_gbs"] > 0 and result["peaks"]["gemm_fp32_gflops"] > 0
 
