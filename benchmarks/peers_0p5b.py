@@ -10,7 +10,8 @@ onnxruntime-genai (its model builder's INT4, its Generator). Every arm also reco
 its last-prompt-token logits to torch fp32's (on random weights: how much the format perturbs).
 
 Vision encoder (tower; the ORT/LiteRT graphs include the small projector) at 256/512/1024 px:
-torch eager before and after `reparameterize`, and the reparameterised tower in ORT and LiteRT.
+torch eager before and after `reparameterize`, then also `cast` to bf16 (oneDNN's bf16 / AMX
+kernels), and the reparameterised fp32 tower in ORT and LiteRT.
 
 Rounds interleave the arms (order alternating). To fit in memory each LLM arm is loaded, warmed
 (one full prefill + 2 decode tokens), measured and released within its round; artifacts are built
@@ -52,7 +53,7 @@ QUICK_TEXT = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers":
               "num_key_value_heads": 2}
 #: (prompt tokens, decoded tokens per round, encoder sizes) of the real run and of --quick.
 DIMS = {"real": (267, 16, (256, 512, 1024)), "quick": (24, 8, (64, 128))}
-ENCODER_ARMS = ("enc-torch", "enc-torch-reparam", "enc-ort", "enc-litert")
+ENCODER_ARMS = ("enc-torch", "enc-torch-reparam", "enc-torch-bf16", "enc-ort", "enc-litert")
 #: the peers run directly (not through the harness): `ratio_to_fastest_peer` divides by the fastest of them
 PEER_FAMILIES = ("llamacpp", "ortgenai")
 
@@ -125,18 +126,25 @@ def cosine(a: Any, b: Any) -> float:
 
 
 def llm_rounds(makers: dict[str, Callable[[], Any]], ids: list[int], tokens: int,
-               rounds: int) -> dict[str, list[dict[str, Any]]]:
-    """Interleaved rounds; each arm loaded, warmed, measured and released inside its round."""
+               rounds: int) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """Interleaved rounds; each arm loaded, warmed, measured and released inside its round. An arm
+    that fails in a round is dropped (its samples with it) and its error returned."""
     samples: dict[str, list[dict[str, Any]]] = {name: [] for name in makers}
-    names = list(makers)
+    failed: dict[str, str] = {}
     for index in range(rounds):
-        for name in names if index % 2 == 0 else reversed(names):
-            runner = makers[name]()
-            measure_llm(runner, ids, 2)  # warm-up: same shapes as the measurement
-            samples[name].append(measure_llm(runner, ids, tokens))
-            del runner
+        for name in list(makers) if index % 2 == 0 else reversed(list(makers)):
+            if name in failed:
+                continue
+            try:
+                runner = makers[name]()
+                measure_llm(runner, ids, 2)  # warm-up: same shapes as the measurement
+                samples[name].append(measure_llm(runner, ids, tokens))
+            except Exception as exc:  # noqa: BLE001 - one arm's failure must not end the run
+                failed[name] = f"round {index + 1}: {first_error(exc)}"
+                samples.pop(name)
+            runner = None
             gc.collect()
-    return samples
+    return samples, failed
 
 
 def weight_params(model: Any) -> dict[str, int]:
@@ -195,8 +203,10 @@ def run_llm(model: Any, args: argparse.Namespace, work: Path, bandwidth: float) 
         except Exception as exc:  # noqa: BLE001 - as above
             skipped[name] = {"skipped": first_error(exc), **settings[name]}
             del makers[name]
-    samples = llm_rounds(makers, ids, tokens, args.rounds)
-    entries = llm_entries(samples, {n: LLM_ARMS[n][2] for n in samples}, weight_params(model), bandwidth)
+    samples, failed = llm_rounds(makers, ids, tokens, args.rounds)
+    skipped |= {name: {"skipped": why, **settings[name]} for name, why in failed.items()}
+    entries = llm_entries(samples, {n: LLM_ARMS[n][2] for n in samples}, weight_params(model), bandwidth) \
+        if samples else {}
     return {"prompt_tokens": prompt, "decode_tokens_per_round": tokens,
             "arms": {name: {**settings[name], **entries[name]} for name in entries} | skipped,
             "samples": {name: [{k: s[k] for k in ("prefill_ms", "decode_ms")} for s in per]
@@ -213,8 +223,11 @@ def encoder_flops(tower: Any, size: int) -> int:
     return int(counter.get_total_flops())
 
 
-def encoder_makers(model: Any, args: argparse.Namespace, work: Path, sizes: tuple[int, ...]) -> tuple[dict, dict]:
-    """{(arm, size): callable(pixel_values=tensor)} for the selected encoder arms, and the skipped ones."""
+def encoder_makers(model: Any, args: argparse.Namespace, work: Path,
+                   sizes: tuple[int, ...]) -> tuple[dict, dict, Any]:
+    """{(arm, size): callable(pixel_values=tensor)} for the selected encoder arms, the skipped ones,
+    and the reparameterised fp32 tower (what the FLOPs are counted on). The exports are made from
+    the fp32 tower before `cast` turns the model's tower to bf16 for the last arm."""
     from peers_formats import export_encoder
 
     from harness.steps._base import StepContext, apply_step
@@ -225,7 +238,6 @@ def encoder_makers(model: Any, args: argparse.Namespace, work: Path, sizes: tupl
         before = copy.deepcopy(model.vision).eval()
         makers |= {("enc-torch", s): before for s in sizes}
     apply_step({"kind": "reparameterize"}, model, StepContext())
-    makers |= {("enc-torch-reparam", s): model.vision.eval() for s in sizes if selected("enc-torch-reparam", args.only)}
     for fmt in ("ort", "litert"):
         if not selected(f"enc-{fmt}", args.only):
             continue
@@ -234,15 +246,25 @@ def encoder_makers(model: Any, args: argparse.Namespace, work: Path, sizes: tupl
                        for s in sizes}
         except Exception as exc:  # noqa: BLE001 - recorded, not fatal
             skipped[f"enc-{fmt}"] = {"skipped": first_error(exc)}
-    return makers, skipped
+    reparam = copy.deepcopy(model.vision).eval() if selected("enc-torch-bf16", args.only) else model.vision.eval()
+    if selected("enc-torch-reparam", args.only):
+        makers |= {("enc-torch-reparam", s): reparam for s in sizes}
+    if selected("enc-torch-bf16", args.only):  # the harness's cast step: bf16 weights and compute (AMX here)
+        apply_step({"kind": "cast", "dtype": "bf16", "targets": ["vision"]}, model, StepContext())
+        makers |= {("enc-torch-bf16", s): model.vision.eval() for s in sizes}
+    return makers, skipped, reparam
 
 
 def run_encoder(model: Any, args: argparse.Namespace, work: Path, peaks: dict[str, float]) -> dict[str, Any]:
     _, _, sizes = DIMS["quick" if args.quick else "real"]
     sizes = tuple(args.sizes or sizes)
-    makers, skipped = encoder_makers(model, args, work, sizes)
-    for key, call in makers.items():  # warm-up, one call per arm and size
-        encode_ms(call, key[1])
+    makers, skipped, fp32_tower = encoder_makers(model, args, work, sizes)
+    for key in list(makers):  # warm-up, one call per arm and size; an arm failing here is skipped
+        try:
+            encode_ms(makers[key], key[1])
+        except Exception as exc:  # noqa: BLE001 - recorded, not fatal
+            skipped[key[0]] = {"skipped": f"{key[1]} px: {first_error(exc)}"}
+    makers = {key: call for key, call in makers.items() if key[0] not in skipped}
     samples: dict[tuple[str, int], list[float]] = {key: [] for key in makers}
     keys = list(makers)
     for index in range(args.rounds):
@@ -251,7 +273,7 @@ def run_encoder(model: Any, args: argparse.Namespace, work: Path, peaks: dict[st
     best_peak = max(peaks["gemm_fp32_gflops"], peaks["gemm_bf16_gflops"])
     out: dict[str, Any] = {}
     for size in sizes:
-        flops = encoder_flops(model.vision, size)
+        flops = encoder_flops(fp32_tower, size)
         per = {arm: samples[(arm, s)] for arm, s in samples if s == size}
         fastest = min((statistics.median(v) for v in per.values()), default=None)
         out[str(size)] = {"tower_flops": flops, "arms": {arm: {

@@ -27,7 +27,7 @@ LLM_ARMS: dict[str, tuple[str, dict[str, Any], float]] = {
     "torch-bf16": ("torch", {"dtype": "bfloat16"}, 16),
     "ort-fp32": ("ort", {"mode": None}, 32),
     "ort-int8": ("ort", {"mode": "dynamic-int8"}, 8),
-    "ort-int4": ("ort", {"mode": "int4-weight-only", "block_size": 32}, 4 + 32 / 32),  # accuracy_level 4
+    "ort-int4": ("ort", {"mode": "int4-weight-only", "block_size": 32, "accuracy_level": 4}, 4 + 32 / 32),
     "ort-int4-acc0": ("ort", {"mode": "int4-weight-only", "block_size": 32, "accuracy_level": 0}, 4 + 32 / 32),
     "litert-int8": ("litert", {"mode": "dynamic-int8"}, 8),
     "litert-int4": ("litert", {"mode": "weight-only-int4"}, 4),
@@ -37,7 +37,7 @@ LLM_ARMS: dict[str, tuple[str, dict[str, Any], float]] = {
     "llamacpp-f16": ("llamacpp", {"type": "F16"}, 16),
     "llamacpp-q8_0": ("llamacpp", {"type": "Q8_0"}, 8 + 16 / 32),
     "llamacpp-q4_0": ("llamacpp", {"type": "Q4_0"}, 4 + 16 / 32),
-    "ortgenai-int4": ("ortgenai", {"precision": "int4"}, 4 + 16 / 32),
+    "ortgenai-int4": ("ortgenai", {"precision": "int4"}, 4 + 32 / 32),  # MatMulNBits, fp32 scales
 }
 
 

@@ -13,7 +13,7 @@ from .conftest import load_benchmark
 
 # fast arms: torch, the harness's ORT exports, llama.cpp Q4_0 (when llama-cpp-python is installed)
 LLM = ["torch-fp32", "torch-bf16", "ort-fp32", "ort-int4", "llamacpp-q4_0", "ortgenai-int4"]
-ENCODER = ["enc-torch", "enc-torch-reparam", "enc-ort"]
+ENCODER = ["enc-torch", "enc-torch-reparam", "enc-torch-bf16", "enc-ort"]
 
 
 @pytest.fixture(scope="module")
