@@ -101,6 +101,28 @@ def test_size_counts_the_format_the_runtime_runs(exported, tmp_path):
     assert "opset 17" in onnx["storage_format"]
 
 
+def test_grouped_attention_is_eager_attention_without_expanding_the_cache(exported):
+    """The decoder's attention (harness/exporting/onnx.py) equals transformers' eager one, and the
+    exported graph holds no Expand (transformers' repeat_kv copied the cache to every query head)."""
+    import onnx
+    import torch
+    from transformers.models.qwen2.modeling_qwen2 import eager_attention_forward
+
+    from harness.exporting.onnx import grouped_attention
+
+    generator = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(2, heads, length, 16, generator=generator)
+                         for heads, length in ((14, 3), (2, 7), (2, 7)))
+    mask = torch.where(torch.rand(2, 1, 3, 7, generator=generator) > 0.3, 0.0, -1e4)
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.training = 7, False
+    want, _ = eager_attention_forward(module, query, key, value, mask, scaling=0.25)
+    got, _ = grouped_attention(module, query, key, value, mask, scaling=0.25)
+    assert torch.allclose(got, want, atol=1e-6)
+    path = exported[0] / "exports" / "onnx" / "decoder.onnx"
+    assert "Expand" not in {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+
+
 @pytest.mark.parametrize("mode,op", [("dynamic-int8", "MatMulInteger"), ("static-int8", "QuantizeLinear"),
                                      ("int4-weight-only", "MatMulNBits")])
 def test_ort_quant_modes_build_and_run(exported, items, tmp_path, mode, op):
