@@ -141,6 +141,25 @@ def test_cast_changes_dtype_and_halves_weights(tmp_path, images):
     assert bf16 < 0.6 * fp32  # tensors halve; the safetensors header is a visible share of a tiny file
 
 
+def test_bf16_cast_runs_the_conv_tower_in_channels_last(tiny):
+    """oneDNN's bf16 convolutions want NHWC (the cast step's module doc): weights and inputs are channels_last."""
+    import copy
+
+    import torch
+
+    reference = copy.deepcopy(tiny.vision).eval()
+    pixels = torch.rand(2, 3, *tiny.image_size, generator=torch.Generator().manual_seed(0))
+    apply(tiny, {"kind": "cast", "dtype": "bf16", "targets": ["vision"]})
+    conv = next(m for m in tiny.vision.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.dim() == 4)
+    assert conv.weight.dtype == torch.bfloat16 and conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got = tiny.vision(pixel_values=pixels).last_hidden_state.float()
+        want = reference(pixel_values=pixels).last_hidden_state
+    assert torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0) > 0.99
+    apply(tiny, {"kind": "cast", "dtype": "bf16", "targets": ["llm"]})  # no convolutions: layout untouched
+    assert all(p.is_contiguous() for p in tiny.llm.parameters())
+
+
 def test_quantize_stores_int8_and_shrinks(tmp_path, images):
     import json
 

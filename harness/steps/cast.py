@@ -2,6 +2,12 @@
 
 Components may end up in different dtypes, so each cast component gets a forward pre-hook that
 casts its floating inputs to its own dtype; the generation loop casts at the remaining seams.
+
+A bf16 component with 2-D convolutions (the FastViTHD tower) is also put in channels_last memory
+format, its 4-D inputs too: oneDNN's bf16 convolutions (AMX on recent Xeons) run in NHWC, and in
+NCHW every conv reorders. Measured on random:fastvlm-0.5b's reparameterised tower at 256 px, 2
+threads: fp32 222 ms, bf16 134 ms, bf16 channels_last 99 ms (fp32 channels_last: 240 ms, so
+fp32 keeps NCHW).
 """
 
 from __future__ import annotations
@@ -19,10 +25,15 @@ class CastConfig(StepConfig):
     dtype: Literal["fp16", "bf16", "fp32"] = "bf16"
 
 
-def _cast_inputs(dtype: Any):  # noqa: ANN202 - returns a hook
+def _cast_inputs(dtype: Any, channels_last: bool = False):  # noqa: ANN202 - returns a hook
+    import torch
+
     def hook(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         def convert(value: Any) -> Any:
-            return value.to(dtype) if hasattr(value, "is_floating_point") and value.is_floating_point() else value
+            if not (hasattr(value, "is_floating_point") and value.is_floating_point()):
+                return value
+            value = value.to(dtype)
+            return value.contiguous(memory_format=torch.channels_last) if channels_last and value.dim() == 4 else value
 
         return tuple(convert(a) for a in args), {k: convert(v) for k, v in kwargs.items()}
 
@@ -43,5 +54,9 @@ class Cast(Step):
         for component in self.targets(config):
             for module in model.component_modules(component).values():
                 module.to(dtype)
-                module.register_forward_pre_hook(_cast_inputs(dtype), with_kwargs=True)
+                convs = any(isinstance(m, torch.nn.Conv2d) for m in module.modules())
+                channels_last = dtype == torch.bfloat16 and convs
+                if channels_last:  # see the module doc
+                    module.to(memory_format=torch.channels_last)
+                module.register_forward_pre_hook(_cast_inputs(dtype, channels_last), with_kwargs=True)
         ctx.note(f"{', '.join(self.targets(config))} cast to {config.dtype}")
