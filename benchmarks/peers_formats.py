@@ -307,16 +307,17 @@ def prepare_llamacpp(model: Any, options: dict[str, Any], folder: Path, context:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"model-{options['type']}.gguf"
     write_gguf(model, path, options["type"], context)
+    exits = []
     for extra in (True, False):
         probe = subprocess.run([sys.executable, "-c", PROBE, str(path), "1" if extra else "0",
                                 str(Path(__file__).parent)], capture_output=True, text=True)
         if probe.returncode == 0:
             options["extra_bufts"] = extra
-            if not extra:
-                options["why_no_extra_bufts"] = f"llama.cpp exited {probe.returncode} with them (AMX/repack)"
+            if not extra:  # a negative exit is the signal: -11 = SIGSEGV
+                options["why_no_extra_bufts"] = f"the probe with them (AMX/repack) exited {exits[0]}"
             return lambda: LlamaRunner(path, context, threads, extra)
-        crashed = probe.returncode
-    raise RuntimeError(f"llama.cpp cannot run this GGUF (probe exited {crashed} with and without extra bufts)")
+        exits.append(probe.returncode)
+    raise RuntimeError(f"llama.cpp cannot run this GGUF (probe exits {exits} with and without extra bufts)")
 
 
 def save_hf_qwen2(model: Any, folder: Path) -> None:
