@@ -10,11 +10,12 @@ and `decode(token) -> logits` (numpy, the last position's).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,11 @@ LLM_ARMS: dict[str, tuple[str, dict[str, Any], float]] = {
     "ort-int8": ("ort", {"mode": "dynamic-int8"}, 8),
     "ort-int4": ("ort", {"mode": "int4-weight-only", "block_size": 32, "accuracy_level": 4}, 4 + 32 / 32),
     "ort-int4-acc0": ("ort", {"mode": "int4-weight-only", "block_size": 32, "accuracy_level": 0}, 4 + 32 / 32),
+    # the harness's ORT arms as they were before this benchmark's fixes: transformers' eager attention (repeat_kv
+    # copies the KV cache to every query head) and, for INT4, MatMulNBits at accuracy_level 0
+    "ort-int8-old": ("ort", {"mode": "dynamic-int8", "attention": "eager"}, 8),
+    "ort-int4-old": ("ort", {"mode": "int4-weight-only", "block_size": 32, "accuracy_level": 0, "attention": "eager"},
+                     4 + 32 / 32),
     "litert-int8": ("litert", {"mode": "dynamic-int8"}, 8),
     "litert-int4": ("litert", {"mode": "weight-only-int4"}, 4),
     "mlx-float": ("mlx", {"dtype": "float32"}, 32),
@@ -111,7 +117,8 @@ def _step_into(model: Any, steps: list[dict[str, Any]], folder: Path, start_from
     """Apply export/quantize steps with exports staged in `folder/exports` (copied from `start_from`)."""
     from harness.steps._base import StepContext, apply_step
 
-    if start_from is not None and not (folder / "exports").exists():
+    shutil.rmtree(folder / "exports", ignore_errors=True)  # a --work folder reused: never quantize a quantized copy
+    if start_from is not None:
         shutil.copytree(start_from / "exports", folder / "exports")
     ctx = StepContext(staging=folder / "exports")
     for raw in steps:
@@ -127,11 +134,30 @@ def _shared_export(model: Any, name: str, step: dict[str, Any], folder: Path) ->
     return base
 
 
+@contextlib.contextmanager
+def _export_attention(attention: str | None) -> Iterator[None]:
+    """The ONNX exporter with transformers' `attention` implementation instead of the harness's grouped one
+    (None: unchanged): how the "before" arms are exported."""
+    from harness.exporting import onnx as onnx_export
+
+    registered = onnx_export.register_grouped_attention
+    if attention is not None:
+        onnx_export.register_grouped_attention = lambda: attention
+    try:
+        yield
+    finally:
+        onnx_export.register_grouped_attention = registered
+
+
 def prepare_ort(model: Any, options: dict[str, Any], folder: Path, context: int, threads: int) -> Callable:
     from harness.exporting import read_manifest_file
     from harness.runtimes.onnxruntime import OnnxRuntime, OrtBackend
 
-    base = _shared_export(model, "ort", {"kind": "export-onnx", "components": ["decoder"]}, folder)
+    options = dict(options)
+    attention = options.pop("attention", None)
+    with _export_attention(attention):
+        base = _shared_export(model, f"ort-{attention}" if attention else "ort",
+                              {"kind": "export-onnx", "components": ["decoder"]}, folder)
     exports = base / "exports" if options["mode"] is None else _step_into(
         model, [{"kind": "ort-quant", "targets": ["llm"], **options}], folder, base)
     manifest = read_manifest_file(exports / "onnx")
@@ -147,13 +173,19 @@ def prepare_ort(model: Any, options: dict[str, Any], folder: Path, context: int,
     return make
 
 
+def static_cache(context: int) -> dict[str, int]:
+    """The static-cache export settings for `context` tokens: prefill chunks of up to 64 and a cache holding
+    whole chunks (the prompt is prefilled chunk by chunk, so its last chunk's padding needs slots too)."""
+    chunk = min(64, context // 2)
+    return {"prefill_length": chunk, "cache_length": -(-context // chunk) * chunk}
+
+
 def prepare_litert(model: Any, options: dict[str, Any], folder: Path, context: int, threads: int) -> Callable:
     from harness.exporting import read_manifest_file
     from harness.exporting.litert import LiteRTBackend, open_interpreter
 
-    export = {"kind": "export-tflite", "components": ["decoder"], "prefill_length": min(64, context // 2),
-              "cache_length": context}
-    base = _shared_export(model, "litert", export, folder)
+    export = {"kind": "export-tflite", "components": ["decoder"], **static_cache(context)}
+    base = _shared_export(model, f"litert-{export['cache_length']}", export, folder)
     exports = _step_into(model, [{"kind": "litert-quant", **options}], folder, base)
     manifest = read_manifest_file(exports / "tflite")
     path, table = exports / "tflite" / manifest["graphs"]["decoder"], embed_table(model)
@@ -165,8 +197,7 @@ def prepare_executorch(model: Any, options: dict[str, Any], folder: Path, contex
     from harness.exporting.executorch import ExecuTorchBackend, open_program
     from harness.runtimes.executorch import _set_threads
 
-    export = {"kind": "export-executorch", "components": ["decoder"], "prefill_length": min(64, context // 2),
-              "cache_length": context, **options}
+    export = {"kind": "export-executorch", "components": ["decoder"], **static_cache(context), **options}
     exports = _step_into(model, [export], folder)
     manifest = read_manifest_file(exports / "pte")
     path, table = exports / "pte" / manifest["graphs"]["decoder"], embed_table(model)

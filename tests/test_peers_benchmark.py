@@ -47,7 +47,7 @@ def check_ratios(entries: dict, key: str | None) -> None:
 
 def test_llm_arms_measure_and_compare(result):
     arms = result["llm"]["arms"]
-    assert set(arms) == {*LLM, "ort-int4-acc0"}  # a name selects its variants too
+    assert set(arms) == {*LLM, "ort-int4-acc0", "ort-int4-old"}  # a name selects its variants too
     measured = {name: arm for name, arm in arms.items() if "skipped" not in arm}
     assert {"torch-fp32", "torch-bf16", "ort-fp32", "ort-int4"} <= set(measured)
     for key in ("prefill_ms", "decode_ms"):
@@ -86,3 +86,16 @@ def test_only_selects_arms_and_families(bench):
     assert bench.selected("ort-int4", ["ort"]) and bench.selected("ort-int4", ["ort-int4"])
     assert not bench.selected("ortgenai-int4", ["ort"]) and bench.selected("ort-int4-acc0", ["ort-int4"])
     assert bench.selected("enc-ort", None)
+
+
+def test_static_cache_exports_hold_the_real_prompt(bench):
+    """The LiteRT / ExecuTorch arms' cache holds the real run's prompt in whole prefill chunks (287 slots
+    once refused a 267-token prompt: 5 chunks of 64 need 320)."""
+    from .conftest import load_benchmark
+
+    formats = load_benchmark("peers_formats")
+    prompt, tokens, _ = bench.DIMS["real"]
+    settings = formats.static_cache(prompt + tokens + 4)
+    chunks = -(-(prompt - 1) // settings["prefill_length"])
+    assert settings == {"prefill_length": 64, "cache_length": 320}
+    assert chunks * settings["prefill_length"] <= settings["cache_length"] and prompt + tokens < 320
