@@ -7,7 +7,7 @@ A bf16 component with 2-D convolutions (the FastViTHD tower) is also put in chan
 format, its 4-D inputs too: oneDNN's bf16 convolutions (AMX on recent Xeons) run in NHWC, and in
 NCHW every conv reorders. Measured on random:fastvlm-0.5b's reparameterised tower, 2 threads:
 256 px fp32 222 ms, bf16 134 ms, bf16 channels_last 99 ms (fp32 channels_last 240 ms, so fp32
-keeps NCHW); 1024 px (one call each) fp32 3.5 s, bf16 2.9 s, bf16 channels_last 0.87 s.
+keeps NCHW). benchmarks/peers_0p5b.py, 5 rounds: 1024 px fp32 2304 ms, bf16 channels_last 720 ms.
 """
 
 from __future__ import annotations
