@@ -65,16 +65,6 @@ def hooked_stats(points: list[tuple[str, Any]], run: Any) -> tuple[list[dict[str
     return stats, result
 
 
-def vision_stats(tower: Any, image_size: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Stats after the stem, each stage and the final conv of a timm FastViT on one seeded image."""
-    import torch
-
-    image = torch.rand(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
-    image = image.to(next(tower.parameters()).dtype)
-    stats, _ = hooked_stats(tower_points(tower), lambda: tower.forward_features(image))
-    return stats
-
-
 def language_stats(loaded: Any, tokens: int = 16, every: int = 4, seed: int = 0) -> dict[str, Any]:
     """The decoder's hidden-state stats every `every` layers (and the last) on seeded random tokens,
     and the logits' std and finiteness."""
@@ -91,17 +81,17 @@ def language_stats(loaded: Any, tokens: int = 16, every: int = 4, seed: int = 0)
 
 
 def activation_stats(loaded: Any, image_size: int = 256, seed: int = 0) -> dict[str, Any]:
-    """Vision per-stage stats, the projector output, and the decoder's (see the module docstring). A FastVLM
-    tower sees a seeded image of `image_size`; another family's sees a seeded noise image through its own
-    processor (tiles and all), at the processor's size."""
+    """Vision per-stage stats, the projector output, and the decoder's (see the module docstring), from one
+    forward pass of the image features. A FastVLM tower sees a seeded image of `image_size`; another family's
+    sees a seeded noise image through its own processor (tiles and all), at the processor's size."""
     import torch
 
     tower = getattr(loaded.vision, "timm_model", None)
     if tower is not None:
-        stats = {"image_size": image_size, "vision": vision_stats(tower, image_size, seed)}
         image = torch.rand(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
-        with torch.inference_mode():
-            features = loaded.image_features(image.to(loaded.dtype)).pooler_output
+        points, features = hooked_stats(tower_points(tower),
+                                        lambda: loaded.image_features(image.to(loaded.dtype)).pooler_output)
+        stats = {"image_size": image_size, "vision": points}
     else:
         stats, features = _family_vision_stats(loaded, seed)
     stats["projector"] = tensor_stats(features)
