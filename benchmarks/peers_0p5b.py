@@ -121,8 +121,10 @@ def measure_llm(runner: Any, ids: list[int], tokens: int) -> dict[str, Any]:
 
 
 def cosine(a: Any, b: Any) -> float:
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    """Cosine of two logits vectors, as the parity suite computes it (one item)."""
+    from harness.suites.parity import compare_arrays
+
+    return compare_arrays(np.ravel(b)[None], np.ravel(a)[None])["cosine_mean"]
 
 
 def llm_rounds(makers: dict[str, Callable[[], Any]], ids: list[int], tokens: int,
