@@ -27,12 +27,12 @@ DYNAMIC = {"require", "import_module", "importorskip", "find_spec", "__import__"
 # In tests, only these: tests hand `require` made-up names on purpose (tests/test_errors_extras.py).
 DYNAMIC_IN_TESTS = {"import_module", "importorskip"}
 # Distributions whose import name differs from theirs, for when they are not installed here.
-KNOWN_MODULES = {"PIL": "pillow", "yaml": "pyyaml", "sklearn": "scikit-learn", "cv2": "opencv-python"}
+KNOWN_MODULES = {"PIL": "pillow", "yaml": "pyyaml", "sklearn": "scikit-learn", "cv2": "opencv-python",
+                 "llama_cpp": "llama-cpp-python"}
 # Declared on purpose without being imported by our code (keep this short, and say why):
 NOT_IMPORTED = {
     "torchvision": "timm imports it; pinned as torch's matched pair",
     "num2words": "transformers' SmolVLMProcessor imports it (a real SmolVLM checkpoint's processor)",
-    "onnxscript": "torch.onnx's dynamo exporter imports it",
     "cattrs": "a <26 pin for coremltools",
     "accelerate": "INC's GPTQ imports it",
     "pytest-timeout": "a pytest plugin (the timeout option in [tool.pytest.ini_options])",
