@@ -143,11 +143,27 @@ def test_ort_quant_modes_build_and_run(exported, items, tmp_path, mode, op):
         levels = {a.i for n in nodes if n.op_type == op for a in n.attribute if a.name == "accuracy_level"}
         assert levels == {4} and manifest["steps"][-1]["accuracy_level"] == 4
     assert manifest["steps"][-1]["mode"] == mode
+    if mode != "int4-weight-only":  # chosen by this CPU's VNNI (see the next test), recorded either way
+        from harness.environment import cpu_features
+
+        assert manifest["steps"][-1]["reduce_range"] is (cpu_features()["vnni"] is False)
     got = OnnxRuntime().load(path).generate(items["image"], items["question"], max_new_tokens=4)
     assert len(got.token_ids) == len(items) and got.times.prefill_ms > 0
     if mode != "static-int8":  # weight quantization of a tiny random model keeps most greedy answers
         want = loaded.generate(items["image"], items["question"], max_new_tokens=4)
         assert sum(a == b for a, b in zip(got.token_ids, want.token_ids)) >= len(items) // 2
+
+
+@pytest.mark.parametrize("vnni,asked,want", [(False, None, True), (True, None, False), (None, None, False),
+                                             (False, False, False), (True, True, True)])
+def test_reduce_range_is_on_where_the_cpu_lacks_vnni_unless_the_recipe_says(monkeypatch, vnni, asked, want):
+    """Without VNNI ORT's u8s8 int8 kernels saturate 16-bit sums: a tiny model's dynamic-INT8 decoder kept
+    0 of 8 greedy answers on an AVX2 EPYC with full-range weights, 8 of 8 with reduce_range."""
+    import harness.environment as environment
+    from harness.steps.ort_quant import OrtQuantConfig, reduce_range
+
+    monkeypatch.setattr(environment, "cpu_features", lambda: {"vnni": vnni})
+    assert reduce_range(OrtQuantConfig(reduce_range=asked)) is want
 
 
 # --- bad inputs ------------------------------------------------------------------------------------
@@ -361,3 +377,56 @@ def test_recipe_run_reports_and_gates_parity(tmp_path, nano_dir):
     code, checks, _ = gate(run_dir)
     names = {(c.variant, c.runtime, c.target) for c in checks}
     assert ("onnx", "onnxruntime", "parity") in names and ("base", "onnxruntime", "applicable") in names
+
+
+# --- the fused decoder (decoder_graph: fused) ---------------------------------------------------
+FUSED = {"kind": "export-onnx", "external_data_mb": 0, "decoder_graph": "fused"}
+
+
+@pytest.fixture(scope="module")
+def fused(tmp_path_factory, exported):
+    path = tmp_path_factory.mktemp("onnx-fused") / "variant"
+    _, ctx = exports.build_artifact(path, [FUSED], FUSED, exported[1])
+    return path, exported[1], ctx
+
+
+def _decoder_ops(path: Path) -> list[str]:
+    import onnx
+
+    manifest = json.loads((path / "exports" / "onnx" / "export.json").read_text())
+    graph = onnx.load(str(path / "exports" / "onnx" / manifest["graphs"]["decoder"]), load_external_data=False)
+    return [n.op_type for n in graph.graph.node]
+
+
+def test_fused_decoder_generates_as_torch_with_fewer_nodes(fused, exported, items):
+    from harness.runtimes.onnxruntime import OnnxRuntime
+
+    path, loaded, ctx = fused
+    settings = json.loads((path / "exports" / "onnx" / "export.json").read_text())["settings"]
+    layers = loaded.model.config.text_config.num_hidden_layers
+    ops, traced = _decoder_ops(path), _decoder_ops(exported[0])
+    # per layer: the attention norm with the previous residual add (the first layer's without), the MLP
+    # norm with the attention's residual add, the scaled QK^T; the final norm with the last residual add
+    assert settings["decoder_ort_ops"] == {"FusedMatMul": layers, "SimplifiedLayerNormalization": 1,
+                                           "SkipSimplifiedLayerNormalization": 2 * layers, "nodes": len(ops)}
+    assert settings["decoder_graph"] == "fused" and settings["decoder_opset"] == 18
+    assert any("decoder fused for ORT" in n for n in ctx.notes)
+    assert "Expand" not in ops and len(ops) < 0.6 * len(traced), (len(ops), len(traced))
+    want = loaded.generate(items["image"], items["question"], max_new_tokens=6, keep_logits=True)
+    got = OnnxRuntime().load(path).generate(items["image"], items["question"], max_new_tokens=6, keep_logits=True)
+    assert got.token_ids == want.token_ids
+    assert abs(got.first_logits - want.first_logits.numpy()).max() < 1e-4
+
+
+@pytest.mark.parametrize("mode,op", [("dynamic-int8", "MatMulInteger"), ("static-int8", "QuantizeLinear"),
+                                     ("int4-weight-only", "MatMulNBits")])
+def test_ort_quant_quantizes_the_fused_decoder(fused, items, tmp_path, mode, op):
+    from harness.runtimes.onnxruntime import OnnxRuntime
+
+    source, loaded, _ = fused
+    step = {"kind": "ort-quant", "mode": mode, "block_size": 16, "calibration": {"items": 8, "batch_size": 8}}
+    exports.build_artifact(tmp_path / "variant", [step], FUSED, loaded, source)
+    ops = _decoder_ops(tmp_path / "variant")
+    assert op in ops and "SkipSimplifiedLayerNormalization" in ops
+    got = OnnxRuntime().load(tmp_path / "variant").generate(items["image"], items["question"], max_new_tokens=4)
+    assert len(got.token_ids) == len(items) and got.times.prefill_ms > 0
