@@ -160,6 +160,29 @@ def test_bf16_cast_runs_the_conv_tower_in_channels_last(tiny):
     assert all(p.is_contiguous() for p in tiny.llm.parameters())
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_cast_says_when_this_cpu_emulates_bf16(tiny, monkeypatch, native):
+    import harness.steps.cast as cast
+
+    monkeypatch.setattr(cast, "native_bf16", lambda: native)
+    ctx = StepContext()
+    apply_step({"kind": "cast", "dtype": "bf16", "targets": ["llm"]}, tiny, ctx)
+    assert any("neither AVX512-BF16 nor AMX" in n for n in ctx.notes) is (not native)
+
+
+def test_cpu_features_name_what_the_kernels_can_use():
+    import torch
+
+    from harness.environment import cpu_features, describe, native_bf16
+
+    features = cpu_features()
+    assert features["capability"] == torch.backends.cpu.get_cpu_capability()
+    assert set(features) == {"capability", "avx512_bf16", "amx", "vnni"}
+    assert describe()["cpu_features"] == features
+    if features["avx512_bf16"] is not None:  # this torch has the probes
+        assert native_bf16() is bool(features["avx512_bf16"] or features["amx"])
+
+
 def test_quantize_stores_int8_and_shrinks(tmp_path, images):
     import json
 

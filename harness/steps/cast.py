@@ -8,12 +8,15 @@ format, its 4-D inputs too: oneDNN's bf16 convolutions (AMX on recent Xeons) run
 NCHW every conv reorders. Measured on random:fastvlm-0.5b's reparameterised tower, 2 threads:
 256 px fp32 222 ms, bf16 134 ms, bf16 channels_last 99 ms (fp32 channels_last 240 ms, so fp32
 keeps NCHW). benchmarks/peers_0p5b.py, 5 rounds: 1024 px fp32 2304 ms, bf16 channels_last 720 ms.
+That is on a CPU with native bf16 (AMX); on one without AVX512-BF16 or AMX torch emulates bf16 and
+the cast tower is many times slower than fp32, which the step's note says.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from harness.environment import native_bf16
 from harness.registries import STEPS
 from harness.steps._base import Step, StepConfig, StepContext
 
@@ -60,3 +63,6 @@ class Cast(Step):
                     module.to(memory_format=torch.channels_last)
                 module.register_forward_pre_hook(_cast_inputs(dtype, channels_last), with_kwargs=True)
         ctx.note(f"{', '.join(self.targets(config))} cast to {config.dtype}")
+        if config.dtype == "bf16" and native_bf16() is False:
+            ctx.note("this CPU has neither AVX512-BF16 nor AMX: torch runs bf16 matmuls and convolutions emulated, "
+                     "far slower than fp32 (harness.environment.cpu_features); the size and accuracy still hold")
