@@ -31,7 +31,6 @@ import argparse
 import copy
 import gc
 import json
-import platform
 import shutil
 import statistics
 import sys
@@ -69,6 +68,14 @@ def build_model(quick: bool) -> Any:
     return random_model("fastvlm-0.5b")
 
 
+def machine() -> dict[str, Any]:
+    """The CPU the numbers belong to: its model and what its kernels can use (AMX / VNNI change the
+    ranking of every arm), and torch's version."""
+    from harness.environment import cpu_features, cpu_model
+
+    return {"processor": cpu_model(), "cpu_features": cpu_features(), "torch": torch.__version__}
+
+
 def selected(name: str, only: list[str] | None) -> bool:
     """`--only` names an arm or a family prefix (`ort` selects ort-fp32, ort-int8, ort-int4)."""
     return only is None or any(name == o or name.startswith(o + "-") for o in only)
@@ -100,9 +107,14 @@ def copy_bandwidth(megabytes: int, repeats: int = 5) -> float:
 
 
 def machine_peaks(quick: bool) -> dict[str, float]:
+    """GEMM peaks and copy bandwidth; on a CPU that emulates bf16 (no AVX512-BF16 / AMX: ~1 GFLOP/s,
+    a minute per 2048^3 product) the bf16 peak is measured at n = 512."""
+    from harness.environment import native_bf16
+
     n, mb = (512, 64) if quick else (2048, 512)
-    return {"gemm_fp32_gflops": gemm_peak(torch.float32, n), "gemm_bf16_gflops": gemm_peak(torch.bfloat16, n),
-            "copy_bandwidth_gbs": copy_bandwidth(mb), "gemm_n": n, "copy_mb": mb}
+    bf16_n = n if native_bf16() is not False else min(n, 512)
+    return {"gemm_fp32_gflops": gemm_peak(torch.float32, n), "gemm_bf16_gflops": gemm_peak(torch.bfloat16, bf16_n),
+            "copy_bandwidth_gbs": copy_bandwidth(mb), "gemm_n": n, "gemm_bf16_n": bf16_n, "copy_mb": mb}
 
 
 # --- LLM measurement ----------------------------------------------------------------------
@@ -316,8 +328,7 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     model = build_model(args.quick)
     result: dict[str, Any] = {
         "quick": args.quick, "dims": "quick: tiny, NOT FastVLM-0.5B" if args.quick else "random:fastvlm-0.5b",
-        "threads": args.threads, "rounds": args.rounds, "machine": {"processor": platform.processor()
-                                                                    or platform.machine(), "torch": torch.__version__},
+        "threads": args.threads, "rounds": args.rounds, "machine": machine(),
         "peaks": peaks, "memory": "each LLM arm loaded, warmed, measured and released within its round"}
     try:
         if any(selected(n, args.only) for n in LLM_ARMS):

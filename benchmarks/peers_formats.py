@@ -29,6 +29,10 @@ LLM_ARMS: dict[str, tuple[str, dict[str, Any], float]] = {
     "ort-fp32": ("ort", {"mode": None}, 32),
     "ort-int8": ("ort", {"mode": "dynamic-int8"}, 8),
     "ort-int4": ("ort", {"mode": "int4-weight-only", "block_size": 32, "accuracy_level": 4}, 4 + 32 / 32),
+    # the decoder exported by torch.export and fused for ORT (export-onnx `decoder_graph: fused`)
+    "ort-int4-fused": ("ort", {"mode": "int4-weight-only", "block_size": 32, "accuracy_level": 4,
+                               "decoder_graph": "fused"}, 4 + 32 / 32),
+    "ort-int8-fused": ("ort", {"mode": "dynamic-int8", "decoder_graph": "fused"}, 8),
     "ort-int4-acc0": ("ort", {"mode": "int4-weight-only", "block_size": 32, "accuracy_level": 0}, 4 + 32 / 32),
     # the harness's ORT arms as they were before this benchmark's fixes: transformers' eager attention (repeat_kv
     # copies the KV cache to every query head) and, for INT4, MatMulNBits at accuracy_level 0
@@ -149,19 +153,27 @@ def _export_attention(attention: str | None) -> Iterator[None]:
         onnx_export.register_grouped_attention = registered
 
 
-def prepare_ort(model: Any, options: dict[str, Any], folder: Path, context: int, threads: int) -> Callable:
+def build_ort_decoder(model: Any, options: dict[str, Any], folder: Path) -> tuple[Path, dict[str, Any]]:
+    """The arm's decoder graph (the float export, quantized by `ort-quant` per `options`) and its manifest."""
     from harness.exporting import read_manifest_file
-    from harness.runtimes.onnxruntime import OnnxRuntime, OrtBackend
 
     options = dict(options)
-    attention = options.pop("attention", None)
+    attention, graph = options.pop("attention", None), options.pop("decoder_graph", "traced")
+    name = "-".join(["ort", *([attention] if attention else []), *([graph] if graph != "traced" else [])])
     with _export_attention(attention):
-        base = _shared_export(model, f"ort-{attention}" if attention else "ort",
-                              {"kind": "export-onnx", "components": ["decoder"]}, folder)
+        base = _shared_export(model, name, {"kind": "export-onnx", "components": ["decoder"], "decoder_graph": graph},
+                              folder)
     exports = base / "exports" if options["mode"] is None else _step_into(
         model, [{"kind": "ort-quant", "targets": ["llm"], **options}], folder, base)
     manifest = read_manifest_file(exports / "onnx")
-    path, table = exports / "onnx" / manifest["graphs"]["decoder"], embed_table(model)
+    return exports / "onnx" / manifest["graphs"]["decoder"], manifest
+
+
+def prepare_ort(model: Any, options: dict[str, Any], folder: Path, context: int, threads: int) -> Callable:
+    from harness.runtimes.onnxruntime import OnnxRuntime, OrtBackend
+
+    path, manifest = build_ort_decoder(model, options, folder)
+    table = embed_table(model)
 
     def make() -> LoopRunner:
         import onnxruntime as ort
@@ -392,7 +404,8 @@ class GenaiRunner:
         return self.generator.get_logits()[0, -1]
 
 
-def prepare_ortgenai(model: Any, options: dict[str, Any], folder: Path, context: int, threads: int) -> Callable:
+def build_ortgenai(model: Any, options: dict[str, Any], folder: Path, threads: int) -> Path:
+    """The genai model builder's model folder of the LLM (same weights), run with `threads`."""
     import onnxruntime_genai  # noqa: F401 - skip before building
 
     hf, out = folder / "hf", folder / "genai"
@@ -407,6 +420,11 @@ def prepare_ortgenai(model: Any, options: dict[str, Any], folder: Path, context:
     config = json.loads(config_path.read_text())
     config["model"]["decoder"].setdefault("session_options", {})["intra_op_num_threads"] = threads
     config_path.write_text(json.dumps(config, indent=1))
+    return out
+
+
+def prepare_ortgenai(model: Any, options: dict[str, Any], folder: Path, context: int, threads: int) -> Callable:
+    out = build_ortgenai(model, options, folder, threads)
     return lambda: GenaiRunner(out, context)
 
 

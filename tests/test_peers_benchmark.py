@@ -47,7 +47,7 @@ def check_ratios(entries: dict, key: str | None) -> None:
 
 def test_llm_arms_measure_and_compare(result):
     arms = result["llm"]["arms"]
-    assert set(arms) == {*LLM, "ort-int4-acc0", "ort-int4-old"}  # a name selects its variants too
+    assert set(arms) == {*LLM, "ort-int4-acc0", "ort-int4-old", "ort-int4-fused"}  # a name selects its variants
     measured = {name: arm for name, arm in arms.items() if "skipped" not in arm}
     assert {"torch-fp32", "torch-bf16", "ort-fp32", "ort-int4"} <= set(measured)
     for key in ("prefill_ms", "decode_ms"):
