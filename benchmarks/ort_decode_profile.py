@@ -9,7 +9,8 @@ onnxscript's ORT fusions), and the genai model builder's INT4 (fused GroupQueryA
 and norms, MatMulNBits) — into the quantized MatMul kernels, which no graph rewrite removes, and
 everything else. The kernels' share against the limit says how close a better graph could get.
 
-Each arm is also timed unprofiled (rounds interleaved, median of each round's per-token median),
+Each arm is also timed unprofiled by the peers benchmark's `llm_rounds` (rounds interleaved, each
+arm loaded, warmed and released in its round; median of each round's per-token median),
 since the profiler's per-node timestamps slow the small nodes down.
 
     python benchmarks/ort_decode_profile.py             # 0.5B dims, ~10 minutes here
@@ -34,7 +35,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers_0p5b import DIMS, build_model, copy_bandwidth, llm_entries, measure_llm, weight_params  # noqa: E402
+from peers_0p5b import (  # noqa: E402
+    DIMS,
+    build_model,
+    copy_bandwidth,
+    llm_entries,
+    llm_rounds,
+    measure_llm,
+    weight_params,
+)
 from peers_formats import (  # noqa: E402
     LLM_ARMS,
     GenaiRunner,
@@ -144,19 +153,6 @@ def profile_arm(name: str, built: dict[str, Any], table: Any, ids: list[int], to
     return decode_breakdown(read_trace(folder), tokens)
 
 
-def timed_rounds(built: dict[str, Any], table: Any, ids: list[int], tokens: int,
-                 rounds: int) -> dict[str, list[dict[str, Any]]]:
-    """Unprofiled decode, arms interleaved (order alternating), each loaded and warmed in its round."""
-    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in ARMS}
-    for index in range(rounds):
-        for name in ARMS if index % 2 == 0 else tuple(reversed(ARMS)):
-            runner = make_runner(name, built, table, len(ids) + tokens + 4, None)
-            measure_llm(runner, ids, 2)
-            samples[name].append(measure_llm(runner, ids, tokens))
-            runner.finish()
-    return samples
-
-
 def paired_ratio(arm: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, Any]:
     """Per round, the arm's decode over the reference's in the same round (the machine's drift
     between rounds cancels): median and spread of those ratios."""
@@ -186,7 +182,10 @@ def main() -> None:
                               "prompt_tokens": prompt, "decode_tokens": tokens, "copy_bandwidth_gbs": bandwidth}
     try:
         built, table = build(model, work, args.threads), embed_table(model)
-        samples = timed_rounds(built, table, ids, tokens, args.rounds)
+        makers = {name: (lambda name=name: make_runner(name, built, table, prompt + tokens + 4, None)) for name in ARMS}
+        samples, failed = llm_rounds(makers, ids, tokens, args.rounds)  # unprofiled, interleaved, as the peers'
+        if failed:
+            raise RuntimeError(f"arms failed in the timed rounds: {failed}")
         entries = llm_entries(samples, {n: LLM_ARMS[n][2] for n in ARMS}, weight_params(model), bandwidth)
         result["arms"] = {}
         for name in ARMS:

@@ -25,7 +25,7 @@ class ExportOnnxConfig(PartsConfig):
     decoder_graph: Literal["traced", "fused"] = Field(
         "traced", description="traced: the TorchScript exporter, plain ONNX ops (any ONNX consumer); fused: "
         "torch.export + onnxscript's ORT fusions (RMSNorm, residual add + RMSNorm as ORT ops, opset >= 18): "
-        "a quarter of the nodes per decode step, for onnxruntime only; exporting takes longer")
+        "about a quarter of the decoder graph's nodes, for onnxruntime only; exporting takes longer")
 
 
 @STEPS.register("export-onnx", "export to ONNX: vision+projector, embeddings, merged prefill/decode KV-cache decoder")

@@ -95,13 +95,14 @@ class OrtQuant(Step):
         wanted = graphs_to_rewrite("ort-quant", "onnx", manifest, graphs_for(self.targets(config)))
         feeds = _calibration_feeds(model, config, ctx, manifest["model"]) if config.mode == "static-int8" else {}
         suffix = {"dynamic-int8": "int8", "static-int8": "qdq", "int4-weight-only": "q4"}[config.mode]
+        reduced_range = reduce_range(config)  # decided once: what quantizes every graph is what the manifest records
         renamed = {}
         for graph in wanted:
             source = folder / manifest["graphs"][graph]
             target = folder / f"{graph}.{suffix}.onnx"
             big = (folder / f"{source.name}.data").exists()  # keep weights external if they were
             try:
-                _quantize(config, source, target, feeds.get(graph), big)
+                _quantize(config, source, target, feeds.get(graph), big, reduced_range)
             except StepError:
                 raise
             except Exception as exc:  # noqa: BLE001 - onnxruntime.quantization raises untyped errors
@@ -116,7 +117,7 @@ class OrtQuant(Step):
             settings |= {"block_size": config.block_size, "symmetric": config.symmetric,
                          "accuracy_level": config.accuracy_level}
         else:
-            settings |= {"per_channel": config.per_channel, "reduce_range": reduce_range(config)}
+            settings |= {"per_channel": config.per_channel, "reduce_range": reduced_range}
         if config.mode == "static-int8":
             settings |= {"format": "QDQ", "calibration": config.calibration.model_dump(mode="json"),
                          "calibration_feeds": {g: len(f) for g, f in feeds.items()}}
@@ -138,17 +139,17 @@ def reduce_range(config: OrtQuantConfig) -> bool:
 
 
 def _quantize(config: OrtQuantConfig, source: Path, target: Path, feeds: list[dict[str, Any]] | None,
-              big: bool) -> None:
+              big: bool, reduced_range: bool) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     ops = config.op_types or DEFAULT_OPS[config.mode]
     if config.mode == "dynamic-int8":
         quantize_dynamic(source, target, op_types_to_quantize=ops, per_channel=config.per_channel,
-                         reduce_range=reduce_range(config),
+                         reduce_range=reduced_range,
                          weight_type=QuantType.QInt8, use_external_data_format=big)
     elif config.mode == "static-int8":
         quantize_static(source, target, _Reader(feeds or []), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
-                        per_channel=config.per_channel, reduce_range=reduce_range(config),
+                        per_channel=config.per_channel, reduce_range=reduced_range,
                         activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, use_external_data_format=big)
     else:
