@@ -39,6 +39,8 @@ HALVES = ("left", "right", "top", "bottom")
 RELATIONS = ("further left", "further right", "higher up", "lower down")
 OPPOSITE = {"further left": "further right", "further right": "further left", "higher up": "lower down",
             "lower down": "higher up"}
+#: One direction per axis: what nano's relation curriculum teaches before the opposites.
+FIRST_RELATIONS = ("further left", "higher up")
 KINDS = ("colour", "shape", "count", "region", "relation", "depth", "grounding", "digit")
 PAIRS = [(c, s) for c in COLOURS for s in SHAPES]
 EMPTY_CELL = 2 * len(PAIRS)  # 36: a cell is empty, or a colour-shape pair at one of two depths
@@ -175,6 +177,11 @@ def relation_pair(rng: random.Random, things: list[Thing]) -> tuple[Thing, Thing
     a, b = rng.sample(rng.choice(pairs), 2)
     relations = [r for r in RELATIONS if (a.col != b.col if r in ("further left", "further right") else a.row != b.row)]
     return (a, b, rng.choice(relations)) if relations else None
+
+
+def relation_in(question: str) -> str | None:
+    """The relation a relation question asks, or None for any other question."""
+    return next((r for r in RELATIONS if f"which is {r} ," in question), None)
 
 
 def ask_relation(a: Thing, b: Thing, relation: str) -> Asked:

@@ -95,6 +95,15 @@ class VQABatcher:
                                               "digit": torch.nn.Linear(vision_channels, digit_classes)})
         return self.aux_heads
 
+    def without_auxiliary(self) -> VQABatcher:
+        """The same batches with the language-model loss only (nano's curriculum reuses the main
+        run's batches instead of processing the train split again)."""
+        import copy
+
+        plain = copy.copy(self)
+        plain.aux_heads = None
+        return plain
+
     def __len__(self) -> int:
         return len(self.rows_of_image)
 

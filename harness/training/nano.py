@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.models.nano import (
+    CURRICULUM,
+    CURRICULUM_TRAIN,
     TRAIN,
     build_config,
     build_model,
@@ -46,8 +48,10 @@ def build_into(path: Path, build: Callable[[Path], dict]) -> Path:
     return path
 
 
-def train_nano(out_dir: Path, progress: bool = True, train_overrides: dict | None = None) -> dict:
-    """Train the nano model on nano-VQA train; save it; return timing and test accuracy."""
+def train_nano(out_dir: Path, progress: bool = True, train_overrides: dict | None = None,
+               curriculum: tuple[dict, ...] = CURRICULUM) -> dict:
+    """Train the nano model on nano-VQA train, then its relation curriculum; save it; return timing
+    and test accuracy."""
     import torch
 
     from harness.data.nano_vqa import EMPTY_CELL, load_nano_vqa
@@ -61,15 +65,54 @@ def train_nano(out_dir: Path, progress: bool = True, train_overrides: dict | Non
     batcher = VQABatcher(processor, load_nano_vqa("train"))
     heads = batcher.enable_auxiliary(model.config.vision_config.hidden_size, EMPTY_CELL + 1, 10)
     report = fit_reference(model, processor, "nano", batcher, settings, out_dir, start, progress=progress,
-                           extra_parameters=list(heads.parameters()))
+                           extra_parameters=list(heads.parameters()),
+                           then=lambda: run_curriculum(model, processor, curriculum, progress,
+                                                       every_row=batcher.without_auxiliary()))
     return {"fingerprint": fingerprint(), **report}
+
+
+def curriculum_rows(train_split: Any, rows: str) -> Any:
+    """The train rows a curriculum stage draws on (`CURRICULUM`'s `rows`)."""
+    from harness.data.nano_vqa import FIRST_RELATIONS, relation_in
+
+    if rows == "all":
+        return train_split
+    if rows == "relation":
+        return train_split.filter(lambda kind: kind == "relation", input_columns="kind")
+    if rows == "relation-first":
+        return train_split.filter(lambda question: relation_in(question) in FIRST_RELATIONS, input_columns="question")
+    raise ValueError(f"unknown curriculum rows {rows!r}; use all, relation or relation-first")
+
+
+def run_curriculum(model: Any, processor: Any, curriculum: tuple[dict, ...], progress: bool,
+                   every_row: Any = None) -> list[dict]:
+    """Each stage a short warm-up + cosine run of its own on its rows, LM loss only; returns what each
+    stage trained on and its last loss (the build report keeps them). `every_row`: the batches of the
+    whole train split when the caller has them (an "all" stage then skips processing it again)."""
+    from harness.data.nano_vqa import load_nano_vqa
+    from harness.training import TrainConfig, train
+    from harness.training.batches import VQABatcher
+
+    train_split = load_nano_vqa("train")
+    done = []
+    for index, stage in enumerate(curriculum):
+        rows = curriculum_rows(train_split, stage["rows"])
+        batcher = every_row if stage["rows"] == "all" and every_row is not None else VQABatcher(processor, rows)
+        config = TrainConfig(steps=stage["steps"], batch_size=TRAIN["batch_size"], lr=CURRICULUM_TRAIN["lr"],
+                             warmup=CURRICULUM_TRAIN["warmup"], weight_decay=TRAIN["weight_decay"], seed=index)
+        history = train(model, batcher, config, progress=progress,
+                        description=f"curriculum {index + 1}/{len(curriculum)}: {stage['rows']}")
+        done.append({**stage, "train_rows": len(rows), "final_loss": history[-1]["loss"]})
+    return done
 
 
 def fit_reference(model: Any, processor: Any, source: str, batcher: Any, settings: dict, out_dir: Path,
                   start: float, progress: bool = True, extra_parameters: list | None = None,
-                  validation_rows: int = 240, test_rows: int | None = None) -> dict:
+                  validation_rows: int = 240, test_rows: int | None = None,
+                  then: Callable[[], list[dict]] | None = None) -> dict:
     """The reference build's flow after the model and batches exist (nano's and every sibling's):
-    train with `settings` (validated every `eval_every` steps), save, score the test split."""
+    train with `settings` (validated every `eval_every` steps), run `then` (nano's curriculum: its
+    stages are reported and timed with the build), save, score the test split."""
     import torch
 
     from harness.data.nano_vqa import load_nano_vqa
@@ -89,6 +132,7 @@ def fit_reference(model: Any, processor: Any, source: str, batcher: Any, setting
 
     history = train(model, batcher, config, progress=progress, description=f"training {source}",
                     extra_parameters=extra_parameters, evaluate=validate, eval_every=settings["eval_every"])
+    stages = then() if then is not None else []
     train_seconds = time.perf_counter() - start
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -101,4 +145,5 @@ def fit_reference(model: Any, processor: Any, source: str, batcher: Any, setting
     return {"train_seconds": round(train_seconds, 1),
             "final_loss": history[-1]["loss"], "test": scores,
             "validation": [row for row in history if "val_exact_match" in row],
+            **({"curriculum": stages} if stages else {}),
             "threads": torch.get_num_threads()}
