@@ -92,5 +92,8 @@ def test_a_plugin_kind_reaches_every_reader(tmp_path, nano_dir, in_process_worke
     assert len(changes) == 2 and all(c["note"] == "plugin rule" for c in changes)
 
     gated = CliRunner().invoke(app, ["gate", str(new), "--baseline", str(old)])
-    assert "lengths mean chars no significant change 5" in gated.output
+    old_chars = json.loads((old / "results.json").read_text())["variants"][1]["runtimes"]["torch-eager"][
+        "answer_length"]["lengths"]["mean_chars"]
+    # the gate's line carries both runs' measured values (its :.4g format)
+    assert f"lengths mean chars no significant change {old_chars:.4g} -> {entry['mean_chars']:.4g}" in gated.output
     assert 'name="regression:lengths mean chars"' in (new / "gate.junit.xml").read_text()
