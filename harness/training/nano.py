@@ -48,8 +48,7 @@ def build_into(path: Path, build: Callable[[Path], dict]) -> Path:
     return path
 
 
-def train_nano(out_dir: Path, progress: bool = True, train_overrides: dict | None = None,
-               curriculum: tuple[dict, ...] = CURRICULUM) -> dict:
+def train_nano(out_dir: Path, progress: bool = True, train_overrides: dict | None = None) -> dict:
     """Train the nano model on nano-VQA train, then its relation curriculum; save it; return timing
     and test accuracy."""
     import torch
@@ -66,7 +65,7 @@ def train_nano(out_dir: Path, progress: bool = True, train_overrides: dict | Non
     heads = batcher.enable_auxiliary(model.config.vision_config.hidden_size, EMPTY_CELL + 1, 10)
     report = fit_reference(model, processor, "nano", batcher, settings, out_dir, start, progress=progress,
                            extra_parameters=list(heads.parameters()),
-                           then=lambda: run_curriculum(model, processor, curriculum, progress,
+                           then=lambda: run_curriculum(model, processor, CURRICULUM, progress,
                                                        every_row=batcher.without_auxiliary()))
     return {"fingerprint": fingerprint(), **report}
 
