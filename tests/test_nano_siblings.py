@@ -232,6 +232,7 @@ def test_cli_builds_a_sibling_or_refuses_an_unknown_one(smoke_cache):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # a whole build: 1,000-1,100 s on 2 cores, past the suite's 600 s per-test limit
 @pytest.mark.parametrize("name", EXPECTED)
 def test_full_build_of_a_sibling(name, tmp_path, monkeypatch):
     """The real build: nano's TRAIN settings on the whole train split, scored on the whole test split."""
