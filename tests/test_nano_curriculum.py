@@ -66,19 +66,17 @@ def test_the_curriculum_is_part_of_nanos_fingerprint_not_the_siblings(monkeypatc
     assert siblings.fingerprint("nano-internvl") == sibling_before
 
 
-def test_run_curriculum_trains_each_stage_on_its_rows(monkeypatch, train_rows, one_thread):
+def test_run_curriculum_trains_each_stage_on_its_rows(train_rows, one_thread):
     import torch
 
-    from harness.data import nano_vqa
     from harness.models import nano
     from harness.training.nano import curriculum_rows, run_curriculum
 
-    monkeypatch.setattr(nano_vqa, "load_nano_vqa", lambda split: train_rows)
     processor = nano.build_processor()
     model = nano.build_model(nano.build_config(processor.tokenizer))
     before = [p.detach().clone() for p in model.parameters()]
     stages = ({"rows": "relation-first", "steps": 2}, {"rows": "all", "steps": 1})
-    done = run_curriculum(model, processor, stages, progress=False)
+    done = run_curriculum(model, processor, stages, train_rows, progress=False)
     assert [s["rows"] for s in done] == ["relation-first", "all"]
     assert [s["train_rows"] for s in done] == [len(curriculum_rows(train_rows, "relation-first")), ROWS]
     assert all(math.isfinite(s["final_loss"]) for s in done)

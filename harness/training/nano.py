@@ -61,11 +61,12 @@ def train_nano(out_dir: Path, progress: bool = True, train_overrides: dict | Non
     processor = build_processor()
     model = build_model(build_config(processor.tokenizer), seed=settings["seed"])
     start = time.perf_counter()
-    batcher = VQABatcher(processor, load_nano_vqa("train"))
+    train_split = load_nano_vqa("train")
+    batcher = VQABatcher(processor, train_split)
     heads = batcher.enable_auxiliary(model.config.vision_config.hidden_size, EMPTY_CELL + 1, 10)
     report = fit_reference(model, processor, "nano", batcher, settings, out_dir, start, progress=progress,
                            extra_parameters=list(heads.parameters()),
-                           then=lambda: run_curriculum(model, processor, CURRICULUM, progress,
+                           then=lambda: run_curriculum(model, processor, CURRICULUM, train_split, progress,
                                                        every_row=batcher.without_auxiliary()))
     return {"fingerprint": fingerprint(), **report}
 
@@ -83,16 +84,14 @@ def curriculum_rows(train_split: Any, rows: str) -> Any:
     raise ValueError(f"unknown curriculum rows {rows!r}; use all, relation or relation-first")
 
 
-def run_curriculum(model: Any, processor: Any, curriculum: tuple[dict, ...], progress: bool,
+def run_curriculum(model: Any, processor: Any, curriculum: tuple[dict, ...], train_split: Any, progress: bool,
                    every_row: Any = None) -> list[dict]:
     """Each stage a short warm-up + cosine run of its own on its rows, LM loss only; returns what each
-    stage trained on and its last loss (the build report keeps them). `every_row`: the batches of the
-    whole train split when the caller has them (an "all" stage then skips processing it again)."""
-    from harness.data.nano_vqa import load_nano_vqa
+    stage trained on and its last loss (the build report keeps them). `every_row`: the batches of
+    `train_split` when the caller has them (an "all" stage then skips processing it again)."""
     from harness.training import TrainConfig, train
     from harness.training.batches import VQABatcher
 
-    train_split = load_nano_vqa("train")
     done = []
     for index, stage in enumerate(curriculum):
         rows = curriculum_rows(train_split, stage["rows"])
