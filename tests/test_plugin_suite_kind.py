@@ -78,8 +78,11 @@ def test_a_plugin_kind_reaches_every_reader(tmp_path, nano_dir, in_process_worke
     old = run(recipe, output=tmp_path / "reports", progress=False)
     new = run(recipe, output=tmp_path / "reports", progress=False)
 
-    summary = json.loads((new / "results.json").read_text())
-    entry = summary["variants"][1]["runtimes"]["torch-eager"]["answer_length"]["lengths"]
+    def lengths_of_bf16(run_dir):  # noqa: ANN001, ANN202 - the plugin kind's headline entry in a run's summary
+        summary = json.loads((run_dir / "results.json").read_text())
+        return summary, summary["variants"][1]["runtimes"]["torch-eager"]["answer_length"]["lengths"]
+
+    summary, entry = lengths_of_bf16(new)
     assert entry["answers"] == 6 and entry["mean_chars"] > 0
     assert ("bf16", "torch-eager", "lengths.mean_chars", entry["mean_chars"], None, None) in flatten(summary)
 
@@ -92,8 +95,7 @@ def test_a_plugin_kind_reaches_every_reader(tmp_path, nano_dir, in_process_worke
     assert len(changes) == 2 and all(c["note"] == "plugin rule" for c in changes)
 
     gated = CliRunner().invoke(app, ["gate", str(new), "--baseline", str(old)])
-    old_chars = json.loads((old / "results.json").read_text())["variants"][1]["runtimes"]["torch-eager"][
-        "answer_length"]["lengths"]["mean_chars"]
+    old_chars = lengths_of_bf16(old)[1]["mean_chars"]
     # the gate's line carries both runs' measured values (its :.4g format)
     assert f"lengths mean chars no significant change {old_chars:.4g} -> {entry['mean_chars']:.4g}" in gated.output
     assert 'name="regression:lengths mean chars"' in (new / "gate.junit.xml").read_text()
